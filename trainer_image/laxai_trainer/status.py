@@ -1,0 +1,79 @@
+"""Progress and metrics the trainer reports: the seed API's progress object.
+
+Pydantic only (no torch): the operator's TrainingJob status and the API's
+responses embed these same models, so what the trainer writes is what users read.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Phase(str, Enum):
+    """Lifecycle of a training job; the values are the seed API's job statuses."""
+
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.completed, Phase.failed, Phase.cancelled})
+
+#: Log lines kept in Progress.logs.
+LOG_TAIL = 20
+
+
+class StatusModel(BaseModel):
+    """Status is written by our own code; unknown keys are still rejected."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+
+class Progress(StatusModel):
+    """The seed API's progress object, plus ETA and timing."""
+
+    status: Phase = Field(Phase.pending, description="Same as status.phase.")
+    current_epoch: int | None = Field(None, ge=0, description="Last finished epoch (1-based).")
+    total_epochs: int | None = Field(None, ge=0, description="Epochs planned (num_epochs).")
+    current_loss: float | None = Field(None, description="Training loss of the last epoch.")
+    best_loss: float | None = Field(None, description="Lowest validation loss so far.")
+    message: str | None = Field(None, max_length=4096, description="What the trainer is doing.")
+    datasets_found: int | None = Field(None, ge=0, description="Frame datasets found in storage.")
+    datasets_processed: int | None = Field(
+        None, ge=0, description="Frame datasets synced to the local cache so far."
+    )
+    logs: list[str] = Field(
+        default_factory=list, max_length=50, description="Last log lines of the trainer."
+    )
+    eta_seconds: float | None = Field(None, ge=0, description="Estimated seconds to the last epoch.")
+    updated_at: str | None = Field(None, description="When the trainer last reported (RFC 3339).")
+
+
+class Metrics(StatusModel):
+    """Validation metrics of the best epoch (retrieval: query excluded from its gallery)."""
+
+    rank1: float | None = Field(None, ge=0, le=1, description="Recall@1 (rank-1 accuracy).")
+    rank5: float | None = Field(None, ge=0, le=1, description="Recall@5.")
+    rank10: float | None = Field(None, ge=0, le=1, description="Recall@10.")
+    mAP: float | None = Field(None, ge=0, le=1, description="Mean average precision.")
+    train_loss: float | None = Field(None, description="Training loss of the last epoch.")
+    val_loss: float | None = Field(None, description="Validation loss of the best epoch.")
+    best_epoch: int | None = Field(None, ge=0, description="Epoch with the best validation mAP.")
+    epochs_completed: int | None = Field(None, ge=0, description="Epochs trained.")
+    model_uri: str | None = Field(None, description="Where the final model was written.")
+    run_uri: str | None = Field(None, description="The run folder (checkpoints, metrics.json, logs).")
+
+
+class ProgressReport(StatusModel):
+    """What one report carries: the progress object and, at the end, the metrics."""
+
+    progress: Progress = Field(default_factory=Progress)
+    metrics: Metrics | None = None
