@@ -1,0 +1,8 @@
+"""Shared test configuration. Area-specific fixtures live in each folder's conftest."""
+
+import os
+
+# Tests must never reach the network for weights or data, nor log to wandb's servers.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TORCH_HOME", os.path.join(os.path.dirname(__file__), "..", ".cache", "torch-empty"))
