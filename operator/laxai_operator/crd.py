@@ -14,6 +14,7 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from laxai_operator import resource as r
 
@@ -41,7 +42,7 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
         non_null = [v for v in variants if v.get("type") != "null"]
         if len(non_null) != 1:
             raise ValueError(f"cannot express anyOf {variants!r} structurally")
-        node = {**non_null[0], **node}
+        node = {k: v for k, v in {**non_null[0], **node}.items() if k not in _DROP_KEYS}
     if node.get("default", 0) is None:
         del node["default"]
     if "const" in node:
@@ -73,11 +74,27 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
     return {**head, **{k: v for k, v in node.items() if k not in head}}
 
 
-def openapi_schema(model: type, description: str) -> dict[str, Any]:
+def _factory_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """Add the defaults pydantic leaves out of JSON Schema (default_factory fields).
+
+    A nested model defaults to ``{}`` so the API server fills its fields one by one.
+    """
+    for name, field in model.model_fields.items():
+        prop = schema["properties"][field.alias or name]
+        nested = field.annotation if isinstance(field.annotation, type) else None
+        if nested is not None and issubclass(nested, BaseModel):
+            _factory_defaults(nested, prop)
+        if field.default_factory is not None and "default" not in prop:
+            value = field.default_factory()
+            prop["default"] = {} if isinstance(value, BaseModel) else value
+
+
+def openapi_schema(model: type[BaseModel], description: str) -> dict[str, Any]:
     """Structural OpenAPI v3 schema of a pydantic model (wire names: aliases)."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     inlined = _inline(raw, raw.get("$defs", {}))
     schema = _structural(inlined)
+    _factory_defaults(model, schema)
     schema["description"] = description
     return schema
 
@@ -108,6 +125,17 @@ def _immutability_rules(spec: dict[str, Any]) -> list[dict[str, str]]:
     return rules
 
 
+#: Cross-field rules the models enforce in validators, mirrored in CEL for kubectl users.
+CROSS_FIELD_RULES = {
+    "training_kwargs": [
+        {
+            "rule": "self.batch_size >= 2 * self.images_per_player",
+            "message": "batch_size must be at least 2 x images_per_player: a batch needs two players",
+        }
+    ],
+}
+
+
 PRINTER_COLUMNS = [
     {"name": "Tenant", "type": "string", "jsonPath": ".spec.tenant_id"},
     {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
@@ -127,6 +155,8 @@ def build_crd() -> dict[str, Any]:
         "What to train (the seed API's training request) and how to run it.",
     )
     spec["x-kubernetes-validations"] = _immutability_rules(spec)
+    for name, rules in CROSS_FIELD_RULES.items():
+        spec["properties"][name].setdefault("x-kubernetes-validations", []).extend(rules)
     status = openapi_schema(
         r.TrainingJobStatus, "Observed state, written by the operator and the trainer."
     )

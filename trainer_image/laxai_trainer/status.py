@@ -6,12 +6,12 @@ responses embed these same models, so what the trainer writes is what users read
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Lifecycle of a training job; the values are the seed API's job statuses."""
 
     pending = "pending"
