@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from laxai_operator.crd import render_crd
+from laxai_operator.settings import OperatorSettings
+from laxai_trainer.settings import env_help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +20,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("crd", help="print the TrainingJob CRD (crds/trainingjob.yaml) to stdout")
+    run = sub.add_parser(
+        "run",
+        help="run the operator (kopf, standalone: one replica, Recreate strategy)",
+        description=(
+            "Run the operator: kopf with the laxai_operator.handlers module, peering off (one replica), "
+            "JSON logs, a liveness endpoint on LAXAI_HEALTH_PORT (/healthz), Prometheus metrics on "
+            "LAXAI_METRICS_PORT (/metrics), watching LAXAI_WATCH_NAMESPACES (all when empty). "
+            "Credentials: in-cluster, else KUBECONFIG."
+        ),
+        epilog=env_help(OperatorSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--verbose", action="store_true", help="log at debug level")
+    run.add_argument("--log-format", choices=["json", "plain", "full"], default="json", help="log format (json)")
     return parser
+
+
+def kopf_options(settings: OperatorSettings) -> dict:
+    """kopf.run() arguments derived from the settings."""
+    options: dict = {"standalone": True}
+    if settings.watch_namespaces:
+        options["namespaces"] = list(settings.watch_namespaces)
+    else:
+        options["clusterwide"] = True
+    if settings.health_port:
+        options["liveness_endpoint"] = f"http://0.0.0.0:{settings.health_port}/healthz"
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = OperatorSettings()
+    except ValidationError as exc:
+        sys.stderr.write(f"laxai-operator: invalid settings (environment LAXAI_*):\n{exc}\n")
+        return 2
+    import kopf
+
+    kopf.configure(verbose=args.verbose, debug=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    import laxai_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(**kopf_options(settings))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "crd":
         sys.stdout.write(render_crd())
         return 0
+    if args.command == "run":
+        return run(args)
     return 2
 
 

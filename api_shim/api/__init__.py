@@ -1,0 +1,1 @@
+"""The seed's documented import path: ``from api.example_client import LaxAIClient``."""

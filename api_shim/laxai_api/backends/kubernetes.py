@@ -1,0 +1,337 @@
+"""The kubernetes backend: jobs are TrainingJob custom resources; the operator runs them.
+
+- submit creates a TrainingJob named with the task id, labelled with its tenant (lists
+  filter by tenant server-side, with a labelSelector) and annotated with a microsecond
+  creation time (creationTimestamp has one-second resolution; newest-first needs more).
+- status, progress, metrics and conditions are the CR's status (the operator and trainer
+  write them); cancel merge-patches ``spec.cancel: true`` and the operator stops the pods.
+- logs: the newest trainer pod's log while one exists, else the run's saved
+  ``{tenant}/runs/{run}/logs/trainer.log`` from LAXAI_STORAGE_ROOT (logs outlive pods).
+- TrainingJobs created with kubectl are served too (task id = their name); their tenant
+  is ``spec.tenant_id``, which is also what authorisation checks (labels can be forged).
+
+The official client is synchronous: every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from laxai_api.backends.base import (
+    Backend,
+    JobPage,
+    JobRecord,
+    ListQuery,
+    LogTail,
+    decode_token,
+    encode_token,
+    invalid_token,
+    now_rfc3339,
+    tail_text,
+)
+from laxai_api.errors import BackendUnavailable, InvalidRequest, JobExists, JobFinished, JobNotFound
+from laxai_api.settings import ApiSettings
+from laxai_operator import naming
+from laxai_operator.resource import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    TrainingJobSpec,
+    TrainingJobStatus,
+)
+from laxai_trainer.status import Phase
+
+log = logging.getLogger(__name__)
+
+CREATED_BY_LABEL = f"{GROUP}/created-by"
+CREATED_AT_ANNOTATION = f"{GROUP}/created-at"
+LIST_CHUNK = 500
+
+
+class _Missing(Exception):
+    pass
+
+
+class _Exists(Exception):
+    pass
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def load_api_client() -> kubernetes.client.ApiClient:
+    """In a pod: its service account; elsewhere: KUBECONFIG / ~/.kube/config."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+def parse_spec(doc: Any) -> TrainingJobSpec | None:
+    """The spec of a stored TrainingJob; None when even its tenant is unusable."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        return TrainingJobSpec.model_validate(doc)
+    except ValidationError:
+        try:  # stored by another version or written around the CRD schema: keep what is readable
+            return TrainingJobSpec.model_validate({"tenant_id": doc.get("tenant_id")})
+        except ValidationError:
+            return None
+
+
+def parse_status(doc: Any) -> TrainingJobStatus:
+    try:
+        return TrainingJobStatus.model_validate(doc or {})
+    except ValidationError:
+        phase = doc.get("phase") if isinstance(doc, dict) else None
+        return TrainingJobStatus(phase=phase if phase in Phase.__members__ else Phase.pending)
+
+
+def record_from_object(obj: dict[str, Any]) -> JobRecord | None:
+    meta = obj.get("metadata", {})
+    spec = parse_spec(obj.get("spec"))
+    if spec is None:
+        return None
+    status = parse_status(obj.get("status"))
+    progress = status.progress
+    if progress.total_epochs is None or progress.message is None:  # nothing reported yet
+        progress = progress.model_copy(update={
+            "total_epochs": progress.total_epochs or spec.training_kwargs.num_epochs,
+            "message": progress.message or ("Training job queued" if status.phase == Phase.pending else None),
+        })
+    reason, message = status.reason, status.message
+    if spec.cancel and not status.phase.terminal:
+        reason, message = "CancelRequested", "Cancellation requested; the trainer is stopping"
+    return JobRecord(
+        task_id=meta["name"],
+        tenant_id=spec.tenant_id,
+        spec=spec,
+        phase=status.phase,
+        progress=progress,
+        metrics=status.metrics,
+        reason=reason,
+        message=message,
+        conditions=[c.model_dump(by_alias=True, exclude_none=True) for c in status.conditions],
+        history=[h.model_dump() for h in status.history],
+        created_at=(meta.get("annotations") or {}).get(CREATED_AT_ANNOTATION) or meta.get("creationTimestamp"),
+        started_at=status.start_time,
+        completed_at=status.completion_time,
+        attempts=status.attempts,
+    )
+
+
+def sortable_time(timestamp: str | None) -> str:
+    """RFC 3339 as a fixed-width UTC string, so second- and microsecond-resolution times compare."""
+    if not timestamp:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return timestamp
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sort_key(job: JobRecord) -> tuple[str, str]:
+    return sortable_time(job.created_at), job.task_id
+
+
+def page_of(jobs: list[JobRecord], query: ListQuery) -> JobPage:
+    """Newest first; the continue token is the (created, name) cursor of the last job shown."""
+    ordered = sorted(jobs, key=sort_key, reverse=True)
+    if query.continue_token:
+        cursor = decode_token(query.continue_token)
+        if len(cursor) != 2 or not all(isinstance(c, str) for c in cursor):
+            raise invalid_token()
+        ordered = [j for j in ordered if sort_key(j) < (cursor[0], cursor[1])]
+    shown = ordered[: query.limit]
+    token = encode_token(list(sort_key(shown[-1]))) if len(ordered) > query.limit else None
+    return JobPage(total=len(jobs), jobs=shown, next_token=token)
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self, settings: ApiSettings, api_client: kubernetes.client.ApiClient | None = None):
+        self.namespace = settings.namespace
+        self.storage_root = settings.storage_root
+        self._api_client = api_client
+        self._owns_client = api_client is None
+        self.custom: kubernetes.client.CustomObjectsApi | None = None
+        self.core: kubernetes.client.CoreV1Api | None = None
+
+    async def start(self) -> None:
+        if self._api_client is None:
+            self._api_client = await asyncio.to_thread(load_api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self._api_client)
+        self.core = kubernetes.client.CoreV1Api(self._api_client)
+
+    async def close(self) -> None:
+        if self._owns_client and self._api_client is not None:
+            await asyncio.to_thread(self._api_client.close)
+            self._api_client = None
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise _Missing() from exc
+            if exc.status == 409:
+                raise _Exists() from exc
+            if exc.status == 422:
+                body = _status_body(exc)
+                causes = (body.get("details") or {}).get("causes") or []
+                errors = [{"location": ["body", *str(c.get("field", "")).split(".")[1:]],
+                           "field": str(c.get("field", "")).removeprefix("spec."),
+                           "reason": c.get("message", ""), "type": c.get("reason", "")} for c in causes]
+                raise InvalidRequest(body.get("message") or "Rejected by the Kubernetes API",
+                                     {"errors": errors}) from exc
+            raise BackendUnavailable(
+                f"Kubernetes API error {exc.status} {exc.reason}",
+                {"status": exc.status, "kubernetes_message": _status_body(exc).get("message", "")},
+            ) from exc
+        except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:
+            raise BackendUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+        except Exception as exc:
+            # urllib3 errors (MaxRetryError, ProtocolError…) do not all derive from OSError.
+            if type(exc).__module__.startswith("urllib3"):
+                raise BackendUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+            raise
+
+    async def _object(self, task_id: str) -> dict[str, Any]:
+        try:
+            return await self._call(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, task_id
+            )
+        except _Missing:
+            raise JobNotFound(task_id) from None
+
+    # ---- the interface --------------------------------------------------------------
+
+    async def submit(self, task_id: str, spec: TrainingJobSpec) -> JobRecord:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {
+                "name": task_id,
+                "namespace": self.namespace,
+                "labels": {naming.LABEL_TENANT: spec.tenant_id, CREATED_BY_LABEL: "laxai-api"},
+                "annotations": {CREATED_AT_ANNOTATION: now_rfc3339()},
+            },
+            "spec": spec.model_dump(by_alias=True, exclude_unset=True, mode="json"),
+        }
+        try:
+            created = await self._call(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, body
+            )
+        except _Exists:
+            raise JobExists(task_id) from None
+        return record_from_object(created)
+
+    async def get(self, task_id: str) -> JobRecord:
+        record = record_from_object(await self._object(task_id))
+        if record is None:
+            raise JobNotFound(task_id)
+        return record
+
+    async def list(self, query: ListQuery) -> JobPage:
+        selector = f"{naming.LABEL_TENANT}={query.tenant_id}" if query.tenant_id else None
+        items, token = [], None
+        while True:
+            kwargs: dict[str, Any] = {"limit": LIST_CHUNK}
+            if selector:
+                kwargs["label_selector"] = selector
+            if token:
+                kwargs["_continue"] = token
+            answer = await self._call(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, **kwargs
+            )
+            items += answer.get("items", [])
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                break
+        jobs = [r for r in map(record_from_object, items) if r is not None]
+        jobs = [
+            j for j in jobs
+            if (query.tenant_id is None or j.tenant_id == query.tenant_id)
+            and (query.status is None or j.phase == query.status)
+        ]
+        return page_of(jobs, query)
+
+    async def cancel(self, task_id: str) -> JobRecord:
+        job = await self.get(task_id)
+        if job.phase.terminal:
+            raise JobFinished(task_id, job.phase.value)
+        try:
+            patched = await self._call(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, task_id,
+                {"spec": {"cancel": True}}, _content_type="application/merge-patch+json",
+            )
+        except _Missing:
+            raise JobNotFound(task_id) from None
+        return record_from_object(patched)
+
+    async def logs(self, task_id: str, tail: int) -> LogTail:
+        job = await self.get(task_id)
+        if tail == 0:
+            return LogTail("none", [])
+        pods = await self._call(
+            self.core.list_namespaced_pod, self.namespace,
+            label_selector=f"{naming.LABEL_TRAININGJOB}={naming.label_value(task_id)}",
+        )
+        for pod in sorted(pods.items, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True):
+            try:
+                text = await self._call(
+                    self.core.read_namespaced_pod_log, pod.metadata.name, self.namespace,
+                    container=naming.CONTAINER_NAME, tail_lines=tail,
+                )
+            except (_Missing, BackendUnavailable):
+                continue  # gone, or its container has not started: try the next, then storage
+            return LogTail("pod", tail_text(text or "", tail))
+        saved = await asyncio.to_thread(self._saved_log, job)
+        if saved is not None:
+            return LogTail("storage", tail_text(saved, tail))
+        return LogTail("none", [])
+
+    def _saved_log(self, job: JobRecord) -> str | None:
+        """The log the trainer uploaded to the run folder, if any."""
+        from laxai_trainer.storage import open_storage  # pulls storage clients only when needed
+
+        path = f"{job.tenant_id}/runs/{job.run_name}/logs/trainer.log"
+        try:
+            storage = open_storage(self.storage_root)
+            if not storage.exists(path):
+                return None
+            return storage.read_bytes(path).decode("utf-8", errors="replace")
+        except Exception as exc:  # noqa: BLE001 - storage trouble means "no saved log", said in the log
+            log.warning("reading %s from storage failed: %s", path, type(exc).__name__)
+            return None
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        details: dict[str, Any] = {"namespace": self.namespace}
+        try:
+            await self._call(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, limit=1
+            )
+        except (BackendUnavailable, _Missing) as exc:
+            details["error"] = str(exc) or "TrainingJob resources not found (is the CRD installed?)"
+            return False, details
+        return True, details

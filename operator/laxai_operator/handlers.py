@@ -1,0 +1,130 @@
+"""kopf handlers: thin glue from Kubernetes events to :class:`~laxai_operator.reconciler.Reconciler`.
+
+- TrainingJob create / resume (operator start) / spec update -> reconcile: read-or-create the
+  Job (deterministic name; 409 adopts it), sync suspend / activeDeadlineSeconds / TTL to it,
+  cancel (delete the Job, phase cancelled), map status. Bounded retries with exponential
+  backoff; when they run out the TrainingJob fails with reason ReconcileError instead of
+  hanging.
+- Job and Pod events (label-filtered to ours) -> reconcile of the owning TrainingJob.
+- No finalizer: deleting a TrainingJob deletes its Job and pods through ownerReferences
+  (garbage collection), which works even while the operator is down. No handler here needs
+  one (no on.delete, no daemons or timers — kopf puts a finalizer on objects with those).
+- kopf's progress and diff-base records go to annotations: the structural CRD schema prunes
+  kopf's default ``status.kopf`` field, so kopf would otherwise forget what it handled.
+
+High availability: one replica, Deployment strategy ``Recreate``, kopf peering off
+(``--standalone``). Kopf peering is a pause protocol, not a lock, with known races; a Lease
+gate would add its own failure modes. One replica is enough because the Jobs keep running
+without the operator and all state is in the resources: a restart (seconds) only delays
+status updates. Should two instances ever overlap (a partitioned node whose pod is still
+running), they still cannot duplicate anything: the Job name is deterministic, creation is
+create-or-adopt, terminal phases are final, and status writes are idempotent — see
+tests/operator/test_ha.py, which runs two operators at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from laxai_operator import metrics, naming
+from laxai_operator.kube import Kube, load_config
+from laxai_operator.reconciler import NotOursYet, Reconciler
+from laxai_operator.resource import GROUP, PLURAL, VERSION
+from laxai_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+TJ = (GROUP, VERSION, PLURAL)
+#: Handler attempts before the TrainingJob is failed (ReconcileError); backoff 1, 2, 4 … 60 s.
+RETRIES = 8
+OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+
+STATE = SimpleNamespace(reconciler=None)
+
+
+def backoff(retry: int) -> float:
+    return float(min(60, 2**retry))
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"  # never added: no handler needs it
+    # Our own transition events are posted explicitly; kopf's per-handler chatter is not.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+@kopf.index(*TJ)
+def trainingjob_phases(namespace: str, name: str, status: dict[str, Any], **_: Any) -> dict[tuple[str, str], str]:
+    """Phase of every TrainingJob, in memory, for the metrics gauge."""
+    return {(namespace, name): status.get("phase") or "pending"}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, trainingjob_phases: kopf.Index, **_: Any) -> None:
+    configure_kopf(settings)
+    options = OperatorSettings()
+    STATE.reconciler = Reconciler(Kube(load_config()), options)
+    metrics.PHASES.source = lambda: [phase for store in list(trainingjob_phases.values()) for phase in store]
+    metrics.serve(options.metrics_port)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if STATE.reconciler is not None:
+        STATE.reconciler.close()
+
+
+async def _reconcile(trigger: str, namespace: str, name: str, retry: int) -> None:
+    try:
+        await STATE.reconciler.reconcile(namespace, name, trigger)
+    except (ApiException, NotOursYet, OSError) as exc:
+        if retry + 1 >= RETRIES:
+            await STATE.reconciler.give_up(namespace, name, str(exc).strip())
+            return
+        raise kopf.TemporaryError(f"{trigger}: {exc}", delay=backoff(retry)) from exc
+
+
+@kopf.on.create(*TJ, id="create", retries=RETRIES)
+async def on_create(namespace: str, name: str, retry: int, **_: Any) -> None:
+    await _reconcile("create", namespace, name, retry)
+
+
+@kopf.on.resume(*TJ, id="resume", retries=RETRIES)
+async def on_resume(namespace: str, name: str, retry: int, **_: Any) -> None:
+    await _reconcile("resume", namespace, name, retry)
+
+
+@kopf.on.update(*TJ, id="update", field="spec", retries=RETRIES)
+async def on_update(namespace: str, name: str, retry: int, **_: Any) -> None:
+    await _reconcile("update", namespace, name, retry)
+
+
+def _owner_name(body: kopf.Body) -> str | None:
+    return (body.metadata.annotations or {}).get(naming.ANNOTATION_TRAININGJOB) or (
+        body.metadata.labels or {}
+    ).get(naming.LABEL_TRAININGJOB)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+async def on_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    name = _owner_name(body)
+    if name and STATE.reconciler is not None:
+        await STATE.reconciler.nudge(namespace, name, "job")
+
+
+@kopf.on.event("v1", "pods", labels=OURS)
+async def on_pod_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    name = _owner_name(body)
+    if name and STATE.reconciler is not None:
+        await STATE.reconciler.nudge(namespace, name, "pod")

@@ -1,0 +1,109 @@
+"""The few Kubernetes API calls the operator makes, as coroutines returning plain dicts.
+
+The official (synchronous) ``kubernetes`` client runs in a bounded thread pool so it never
+blocks kopf's event loop. Reads use ``_preload_content=False`` and decode the JSON
+themselves: the wire dicts (camelCase) are what the pure modules take, and skipping the
+client's model classes is several times cheaper. 404 on a read or a delete is ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from laxai_operator.resource import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
+#: Seconds before an API call is abandoned (and retried by the caller): never hang a reconcile.
+REQUEST_TIMEOUT = 30
+
+
+def load_config() -> kubernetes.client.ApiClient:
+    """In-cluster credentials when in a pod, else the kubeconfig (KUBECONFIG)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+def _decode(response: Any) -> dict[str, Any]:
+    return json.loads(response.data)
+
+
+class Kube:
+    """The operator's API calls on one ApiClient."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, workers: int = 16) -> None:
+        self.api = api
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="laxai-kube")
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+    async def _missing_is_none(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._run(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # TrainingJobs
+    async def get_trainingjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._missing_is_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+
+    async def patch_trainingjob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._missing_is_none(
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, patch
+        )
+
+    async def delete_trainingjob(self, namespace: str, name: str) -> Any:
+        return await self._missing_is_none(
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+            propagation_policy="Background",
+        )
+
+    # Jobs
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raw = await self._missing_is_none(self.batch.read_namespaced_job, name, namespace, _preload_content=False)
+        return None if raw is None else _decode(raw)
+
+    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create; 409 (it exists) -> ApiException with status 409 for the caller to adopt."""
+        return _decode(await self._run(self.batch.create_namespaced_job, namespace, manifest, _preload_content=False))
+
+    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        raw = await self._missing_is_none(
+            self.batch.patch_namespaced_job, name, namespace, patch, _preload_content=False,
+            _content_type=MERGE_PATCH,
+        )
+        return None if raw is None else _decode(raw)
+
+    async def delete_job(self, namespace: str, name: str) -> Any:
+        # Background: the Job goes now, the garbage collector removes its pods (SIGTERM first).
+        return await self._missing_is_none(
+            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+        )
+
+    # Pods
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        raw = await self._run(self.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False)
+        return _decode(raw).get("items") or []

@@ -1,0 +1,235 @@
+"""One reconcile of one TrainingJob: read the resources, decide (pure), write what changed.
+
+State lives in the resources only (the TrainingJob, its Job, their pods): each run reads them
+fresh, so an operator restart or a repeated event can neither lose nor duplicate anything.
+Runs for the same TrainingJob are serialised by a per-object lock; the bursts of Job/Pod
+events are coalesced (a run that is already queued will read the newest state anyway).
+Time-based transitions (startup timeout, TTL) are re-evaluated at the instant they fall due
+(``loop.call_later``), not by polling; after a restart, kopf's resume handler re-arms them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from laxai_operator import events, metrics, naming
+from laxai_operator.job_builder import build_job, job_spec_patch
+from laxai_operator.kube import Kube
+from laxai_operator.resource import Phase, TrainingJobSpec, TrainingJobStatus
+from laxai_operator.settings import OperatorSettings
+from laxai_operator.status_mapping import Decision, Verdict, decide, fold, invalid_spec, rfc3339, status_patch
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+
+
+class NotOursYet(Exception):
+    """A Job with our deterministic name belongs to another (older) TrainingJob of that name."""
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def trainer_pods(pods: list[dict[str, Any]], name: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pods of this TrainingJob's current Job (labels checked here too: not every API honours selectors)."""
+    out = []
+    job_uid = job["metadata"].get("uid")
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(naming.LABEL_TRAININGJOB) != naming.label_value(name):
+            continue
+        owners = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("kind") == "Job"]
+        if owners and job_uid and owners[0].get("uid") != job_uid:
+            continue  # a pod of an earlier Job of the same name
+        out.append(pod)
+    return out
+
+
+def read_status(raw: dict[str, Any] | None) -> TrainingJobStatus:
+    """The stored status; a malformed trainer part (progress, metrics) never blocks the operator."""
+    raw = raw or {}
+    try:
+        return TrainingJobStatus.model_validate(raw)
+    except ValidationError:
+        owned = {k: v for k, v in raw.items() if k not in ("progress", "metrics")}
+        try:
+            return TrainingJobStatus.model_validate(owned)
+        except ValidationError:
+            return TrainingJobStatus()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._queued: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- entry points ----------------------------------------------------------------
+
+    async def reconcile(self, namespace: str, name: str, trigger: str) -> None:
+        """Reconcile now (after any run in progress); raises so kopf can retry."""
+        key = (namespace, name)
+        started = time.perf_counter()
+        try:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                await self._reconcile(namespace, name)
+        except Exception:
+            metrics.ERRORS.labels(trigger).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+
+    async def nudge(self, namespace: str, name: str, trigger: str) -> None:
+        """Reconcile soon, coalescing bursts; errors are logged (the next event retries)."""
+        key = (namespace, name)
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        try:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                self._queued.discard(key)
+                started = time.perf_counter()
+                try:
+                    await self._reconcile(namespace, name)
+                finally:
+                    metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+        except Exception as exc:
+            metrics.ERRORS.labels(trigger).inc()
+            log.warning("reconcile of %s/%s after %s failed: %s", namespace, name, trigger, exc)
+        finally:
+            self._queued.discard(key)
+
+    async def give_up(self, namespace: str, name: str, error: str) -> None:
+        """Retries are exhausted: fail the TrainingJob with the error instead of leaving it pending."""
+        tj = await self.kube.get_trainingjob(namespace, name)
+        if tj is None:
+            return
+        status = read_status(tj.get("status"))
+        if status.phase.terminal:
+            return
+        now = self.clock()
+        verdict = Verdict(Phase.failed, "ReconcileError",
+                          f"the operator could not reconcile this job: {error}"[:4096], finished=rfc3339(now))
+        decision = fold(status, verdict, tj["metadata"].get("generation"), None, [], now, status.job_name,
+                        False, None, None)
+        await self._write(tj, status, decision)
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        self.kube.close()
+
+    # ---- one run -------------------------------------------------------------------
+
+    async def _reconcile(self, namespace: str, name: str) -> None:
+        tj = await self.kube.get_trainingjob(namespace, name)
+        if tj is None or tj["metadata"].get("deletionTimestamp"):
+            self._forget((namespace, name))
+            return
+        meta = tj["metadata"]
+        status = read_status(tj.get("status"))
+        now = self.clock()
+        try:
+            spec = TrainingJobSpec.model_validate(tj.get("spec") or {})
+        except ValidationError as exc:
+            await self._write(tj, status, invalid_spec(status, _errors(exc), meta.get("generation"), now))
+            return
+        job_name = status.job_name or naming.job_name(name)
+        job = await self._job(namespace, name, meta["uid"], spec, status, job_name)
+        pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, job) if job else []
+        decision = decide(status, spec, meta.get("generation"), job, pods, now, job_name)
+        if decision.delete_job:
+            await self.kube.delete_job(namespace, job_name)
+        await self._write(tj, status, decision)
+        due = decision.recheck_at
+        if due is not None and decision.status.phase.terminal and now >= due:
+            log.info("TTL of %s/%s expired: deleting it", namespace, name)
+            await self.kube.delete_trainingjob(namespace, name)
+            self._forget((namespace, name))
+            return
+        self._schedule((namespace, name), due)
+
+    async def _job(
+        self, namespace: str, name: str, uid: str, spec: TrainingJobSpec, status: TrainingJobStatus, job_name: str
+    ) -> dict[str, Any] | None:
+        """The TrainingJob's Job: read, created when it never existed, mutable fields synced."""
+        job = await self.kube.get_job(namespace, job_name)
+        if job is not None and not owned_by(job, uid):
+            if status.phase.terminal:
+                return None
+            raise NotOursYet(f"Job {job_name} belongs to another TrainingJob named {name}; waiting for its deletion")
+        active = not status.phase.terminal and not spec.cancel
+        if job is None and active and not status.job_name:
+            manifest = build_job(name, namespace, uid, spec, self.settings)
+            try:
+                job = await self.kube.create_job(namespace, manifest)
+                log.info("created Job %s/%s", namespace, job_name)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                job = await self.kube.get_job(namespace, job_name)  # made by an earlier run: adopt it
+                if job is None or not owned_by(job, uid):
+                    raise NotOursYet(f"Job {job_name} exists and is not this TrainingJob's") from exc
+        elif job is not None and active:
+            patch = job_spec_patch(spec, job)
+            if patch:
+                job = await self.kube.patch_job(namespace, job_name, patch) or job
+        return job
+
+    async def _write(self, tj: dict[str, Any], old: TrainingJobStatus, decision: Decision) -> None:
+        meta = tj["metadata"]
+        patch = status_patch(decision.status)
+        if patch != status_patch(old):
+            await self.kube.patch_trainingjob_status(meta["namespace"], meta["name"], patch)
+        if decision.events:
+            events.post(tj, decision.events)
+
+    # ---- timers --------------------------------------------------------------------
+
+    def _schedule(self, key: Key, due: datetime | None) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if due is None:
+            return
+        delay = max((due - self.clock()).total_seconds(), 0.0) + 0.05
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        task = asyncio.ensure_future(self.nudge(key[0], key[1], "timer"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _forget(self, key: Key) -> None:
+        self._schedule(key, None)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            self._locks.pop(key, None)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
+    )

@@ -1,0 +1,122 @@
+"""Operator settings, read from the environment (prefix ``LAXAI_``); the Helm chart sets them.
+
+Every default the operator applies to a trainer pod (image, GPU resource name, node
+selector, tolerations, secrets, storage root) comes from here, so a platform team
+configures the cluster side once and TrainingJob authors never repeat it.
+JSON-valued variables (``LAXAI_NODE_SELECTOR``, ``LAXAI_TOLERATIONS``,
+``LAXAI_IMAGE_PULL_SECRETS``) are parsed and validated at startup: a bad value stops
+the operator with an error naming the variable instead of producing broken pods.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from laxai_operator.quantity import parse_quantity
+from laxai_operator.resource import LABEL_KEY_PATTERN, Toleration
+from laxai_trainer.settings import CommonSettings
+
+#: RFC 1123 label: namespace names, Secret/ServiceAccount/RuntimeClass names.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: RFC 1123 subdomain: Secret names may contain dots.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def _check_name(value: str | None, pattern: re.Pattern[str], what: str) -> str | None:
+    if value is not None and not pattern.match(value):
+        raise ValueError(f"{value!r} is not a valid {what}")
+    return value
+
+
+class OperatorSettings(CommonSettings):
+    trainer_image: str = Field(
+        "ghcr.io/laxai/laxai-trainer:latest",
+        min_length=1,
+        description="Trainer image used when a TrainingJob sets no spec.image.",
+    )
+    gpu_resource_name: str = Field(
+        "nvidia.com/gpu",
+        pattern=LABEL_KEY_PATTERN,
+        description="Extended resource the trainer's GPUs are requested under.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "JSON object: node labels for GPU trainer pods (e.g. "
+            '{"cloud.google.com/gke-accelerator": "nvidia-l4"}); spec.nodeSelector is merged over it.'
+        ),
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(t) for t in DEFAULT_TOLERATIONS],
+        description="JSON list: tolerations of GPU trainer pods when spec.tolerations is unset.",
+    )
+    runtime_class_name: str | None = Field(
+        None, description="RuntimeClass of trainer pods (e.g. nvidia); none when unset."
+    )
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated namespaces to watch; empty watches all namespaces.",
+    )
+    trainer_service_account: str = Field(
+        "laxai-trainer", description="ServiceAccount of trainer pods (may patch TrainingJob status)."
+    )
+    gcs_credentials_secret: str | None = Field(
+        None,
+        description="Secret holding key.json for GCS; unset uses Workload Identity.",
+    )
+    wandb_secret: str | None = Field(
+        None, description="Secret holding WANDB_API_KEY (optional in the pod)."
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, description="JSON list of image pull Secret names for trainer pods."
+    )
+    default_shm_size: str = Field(
+        "2Gi",
+        description="/dev/shm size when a TrainingJob sets neither shmSize nor a memory limit.",
+    )
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus metrics port (0: off).")
+    health_port: int = Field(8081, ge=0, le=65535, description="Liveness endpoint port (0: off).")
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("watch_namespaces")
+    @classmethod
+    def _valid_namespaces(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_name(name, DNS_LABEL, "namespace name")
+        return value
+
+    @field_validator("trainer_service_account", "gcs_credentials_secret", "wandb_secret", "runtime_class_name")
+    @classmethod
+    def _valid_object_name(cls, value: str | None) -> str | None:
+        return _check_name(value or None, DNS_SUBDOMAIN, "object name")
+
+    @field_validator("image_pull_secrets")
+    @classmethod
+    def _valid_secret_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_name(name, DNS_SUBDOMAIN, "Secret name")
+        return value
+
+    @field_validator("tolerations")
+    @classmethod
+    def _valid_tolerations(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Same model as spec.tolerations: unknown keys and bad enums are errors here too.
+        return [Toleration.model_validate(t).model_dump(by_alias=True, exclude_none=True) for t in value]
+
+    @field_validator("default_shm_size")
+    @classmethod
+    def _valid_quantity(cls, value: str) -> str:
+        parse_quantity(value)
+        return value

@@ -1,0 +1,347 @@
+"""Job + Pods (+ the current status, spec and clock) -> the TrainingJob's next status. Pure.
+
+The operator owns every status field except ``progress`` (the trainer's, bar
+``progress.status``) and ``metrics``. Rules, in order:
+
+1. A terminal phase (completed/failed/cancelled) is final: nothing here changes it.
+2. ``spec.cancel`` -> cancelled (the caller deletes the Job).
+3. The Job's own verdict (Complete / Failed, or their early forms SuccessCriteriaMet /
+   FailureTarget) -> completed / failed, with a reason a user can act on: DeadlineExceeded,
+   OOMKilled, TrainerConfigError (the trainer's termination message), BackoffLimitExceeded.
+4. A Job that existed (``status.jobName`` set) and is gone -> failed JobDeleted, never recreated:
+   re-running would silently start the training over.
+5. Otherwise pending or running from the pods: running while a trainer pod runs; pending with
+   the precise reason while not (Suspended/Queued, Unschedulable with the scheduler's message,
+   ImagePullBackOff/ErrImagePull/..., Retrying after a failed attempt). A pod (or a Job with no
+   pod yet) pending longer than ``spec.startupTimeoutSeconds`` -> failed, reason the precise
+   one when known, else StartupTimeout; ``recheck_at`` says when that timeout falls due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from laxai_operator.naming import CONTAINER_NAME
+from laxai_operator.resource import (
+    HISTORY_LIMIT,
+    Condition,
+    HistoryEntry,
+    Phase,
+    TrainingJobSpec,
+    TrainingJobStatus,
+)
+from laxai_trainer import exit_codes
+
+PHASE_CONDITION = {
+    Phase.pending: "Pending",
+    Phase.running: "Running",
+    Phase.completed: "Succeeded",
+    Phase.failed: "Failed",
+    Phase.cancelled: "Cancelled",
+}
+#: Container waiting reasons that mean "this pod will not start by itself".
+STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
+                 "CreateContainerConfigError", "CreateContainerError")
+#: Reasons worth a Warning event.
+WARNING_REASONS = frozenset({*STUCK_WAITING, "Unschedulable", "StartupTimeout", "Retrying", "OOMKilled",
+                             "TrainerConfigError", "DeadlineExceeded", "BackoffLimitExceeded",
+                             "JobDeleted", "Failed"})
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the Job and pods say, before it is folded into the status."""
+
+    phase: Phase
+    reason: str
+    message: str
+    started: str | None = None  # when a trainer pod first ran
+    finished: str | None = None  # when the Job reached its verdict
+    pending_since: datetime | None = None  # start of the current pending stretch (startup timeout)
+
+
+@dataclass
+class Decision:
+    status: TrainingJobStatus
+    transition: HistoryEntry | None = None  # the new history entry, if the phase or reason changed
+    delete_job: bool = False  # cancelled or startup timeout: stop the pods
+    recheck_at: datetime | None = None  # evaluate again then (startup timeout, TTL), even without events
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+# ---- reading pods and Jobs ---------------------------------------------------------------
+
+
+def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    conds = ((obj or {}).get("status") or {}).get("conditions") or []
+    return {c.get("type"): c for c in conds if c.get("status") == "True"}
+
+
+def _trainer_status(pod: dict[str, Any]) -> dict[str, Any]:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == CONTAINER_NAME:
+            return cs
+    return {}
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
+    cs = _trainer_status(pod)
+    return (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
+
+
+def _created(obj: dict[str, Any]) -> datetime:
+    return parse_time(obj.get("metadata", {}).get("creationTimestamp")) or datetime.min.replace(tzinfo=UTC)
+
+
+def _phase(pod: dict[str, Any]) -> str:
+    return (pod.get("status") or {}).get("phase") or "Pending"
+
+
+def _first_line(text: str | None, limit: int = 1024) -> str:
+    text = (text or "").strip()
+    return text[-limit:] if text else ""
+
+
+def stuck_reason(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """Why a Pending pod cannot start, in words a user can act on; None when it just starts."""
+    scheduled = next(
+        (c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"), None
+    )
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return "Unschedulable", f"the trainer pod cannot be scheduled: {scheduled.get('message', '').strip()}"
+    waiting = (_trainer_status(pod).get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in STUCK_WAITING:
+        image = _trainer_status(pod).get("image") or ""
+        detail = waiting.get("message") or image
+        return waiting["reason"], f"the trainer container cannot start ({waiting['reason']}): {detail}".strip()
+    return None
+
+
+def describe_exit(pod: dict[str, Any]) -> str:
+    term = _terminated(pod)
+    if not term:
+        return f"pod {pod['metadata']['name']} failed: {(pod.get('status') or {}).get('reason', 'unknown')}"
+    code = term.get("exitCode")
+    meaning = {exit_codes.RETRY: "preempted, checkpoint written", exit_codes.FAILURE: "error",
+               exit_codes.CONFIG_ERROR: "configuration error"}.get(code, term.get("reason") or "error")
+    text = f"exit code {code} ({meaning})"
+    message = _first_line(term.get("message"), 512)
+    return f"{text}: {message}" if message else text
+
+
+def failure_reason(job: dict[str, Any], pods: list[dict[str, Any]], spec: TrainingJobSpec) -> tuple[str, str]:
+    """Why a failed Job failed."""
+    conds = _conditions(job)
+    cond = conds.get("Failed") or conds.get("FailureTarget") or {}
+    job_reason = cond.get("reason", "")
+    failed = [p for p in pods if _terminated(p) and _terminated(p).get("exitCode", 0) != 0]
+    last = max(failed, key=_created) if failed else None
+    term = _terminated(last) if last else {}
+    if job_reason == "DeadlineExceeded":
+        return "DeadlineExceeded", (
+            f"the job ran longer than activeDeadlineSeconds ({spec.active_deadline_seconds}s, retries included)"
+        )
+    if term.get("exitCode") == exit_codes.CONFIG_ERROR:
+        return "TrainerConfigError", _first_line(term.get("message")) or cond.get("message") or "config error"
+    if term.get("reason") == "OOMKilled":
+        limit = spec.resources.memory or "none set"
+        return "OOMKilled", (
+            f"the trainer ran out of memory (memory limit {limit}); raise spec.resources.memory "
+            "or lower training_kwargs.batch_size / num_workers"
+        )
+    if job_reason == "BackoffLimitExceeded":
+        last_text = f"; last attempt: {describe_exit(last)}" if last else ""
+        return "BackoffLimitExceeded", f"the trainer failed more than backoffLimit ({spec.backoff_limit}) times{last_text}"
+    return job_reason or "Failed", cond.get("message") or (describe_exit(last) if last else "the Job failed")
+
+
+def observe(
+    job: dict[str, Any], pods: list[dict[str, Any]], spec: TrainingJobSpec, now: datetime
+) -> Verdict:
+    """Phase and reason from an existing Job and its pods."""
+    conds = _conditions(job)
+    job_status = job.get("status") or {}
+    running = [p for p in pods if _phase(p) == "Running"]
+    started = min(((p.get("status") or {}).get("startTime") for p in running if p.get("status", {}).get("startTime")),
+                  default=None)
+    verdict_time = lambda c: c.get("lastTransitionTime") or rfc3339(now)  # noqa: E731
+    for kind in ("Complete", "SuccessCriteriaMet"):
+        if kind in conds:
+            finished = job_status.get("completionTime") or verdict_time(conds[kind])
+            return Verdict(Phase.completed, "Completed", "training finished", started, finished)
+    for kind in ("Failed", "FailureTarget"):
+        if kind in conds:
+            reason, message = failure_reason(job, pods, spec)
+            return Verdict(Phase.failed, reason, message, started, verdict_time(conds[kind]))
+    if running:
+        pod = running[0]
+        return Verdict(Phase.running, "Running", f"trainer pod {pod['metadata']['name']} is running", started)
+    if (job.get("spec") or {}).get("suspend") or "Suspended" in conds:
+        if spec.queue_name and not spec.suspend:
+            return Verdict(Phase.pending, "Queued", f"waiting for Kueue to admit the job (queue {spec.queue_name})")
+        return Verdict(Phase.pending, "Suspended", "the job is suspended (spec.suspend)")
+    pending = [p for p in pods if _phase(p) == "Pending" and not p["metadata"].get("deletionTimestamp")]
+    if pending:
+        pod = max(pending, key=_created)
+        reason, message = stuck_reason(pod) or ("Starting", f"trainer pod {pod['metadata']['name']} is starting")
+        return Verdict(Phase.pending, reason, message, started, pending_since=_created(pod))
+    failed = [p for p in pods if _phase(p) == "Failed"]
+    if failed:
+        last = max(failed, key=_created)
+        return Verdict(Phase.pending, "Retrying", f"attempt failed ({describe_exit(last)}); the Job retries it")
+    since = parse_time(job_status.get("startTime")) or _created(job)
+    return Verdict(Phase.pending, "JobCreated", f"Job {job['metadata']['name']} created; waiting for its pod",
+                   pending_since=since)
+
+
+def _set_conditions(
+    conditions: list[Condition], phase: Phase, reason: str, message: str, when: str, generation: int | None
+) -> list[Condition]:
+    """One condition per phase type: the current one True, the others that were True now False."""
+    current = PHASE_CONDITION[phase]
+    out: list[Condition] = []
+    seen = False
+    for cond in conditions:
+        if cond.type == current:
+            seen = True
+            flipped = cond.status != "True"
+            out.append(cond.model_copy(update={
+                "status": "True", "reason": reason, "message": message, "observed_generation": generation,
+                "last_transition_time": when if flipped else cond.last_transition_time,
+            }))
+        elif cond.type in PHASE_CONDITION.values() and cond.status == "True":
+            out.append(cond.model_copy(update={
+                "status": "False", "reason": reason, "message": message, "last_transition_time": when,
+                "observed_generation": generation,
+            }))
+        else:
+            out.append(cond)
+    if not seen:
+        out.append(Condition(type=current, status="True", reason=reason, message=message,
+                             last_transition_time=when, observed_generation=generation))
+    return out
+
+
+def _count_attempts(previous: int | None, job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> int:
+    job_status = (job or {}).get("status") or {}
+    counted = sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded"))
+    return max(previous or 0, len({p["metadata"].get("uid", p["metadata"]["name"]) for p in pods}), counted)
+
+
+def decide(
+    status: TrainingJobStatus,
+    spec: TrainingJobSpec,
+    generation: int | None,
+    job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    now: datetime,
+    job_name: str,
+) -> Decision:
+    """The next status of a TrainingJob; see the module docstring for the rules."""
+    if status.phase.terminal:
+        return Decision(status=status, recheck_at=ttl_deadline(status, spec))
+    delete_job = False
+    if spec.cancel:
+        verdict = Verdict(Phase.cancelled, "Cancelled", "cancelled on request; the Job and its pods were deleted",
+                          finished=rfc3339(now))
+        delete_job = job is not None
+    elif job is None and status.job_name:
+        verdict = Verdict(Phase.failed, "JobDeleted",
+                          f"Job {status.job_name} was deleted before it finished; create a new TrainingJob to rerun",
+                          finished=rfc3339(now))
+    elif job is None:
+        verdict = Verdict(Phase.pending, "Creating", "creating the Job")
+    else:
+        verdict = observe(job, pods, spec, now)
+    recheck_at = None
+    if verdict.phase is Phase.pending and verdict.pending_since is not None:
+        deadline = verdict.pending_since + timedelta(seconds=spec.startup_timeout_seconds)
+        if now >= deadline:
+            reason = verdict.reason if verdict.reason not in ("Starting", "JobCreated") else "StartupTimeout"
+            verdict = Verdict(Phase.failed, reason,
+                              f"startup timeout: no trainer pod ran within {spec.startup_timeout_seconds}s "
+                              f"(spec.startupTimeoutSeconds); {verdict.message}",
+                              finished=rfc3339(now))
+            delete_job = job is not None
+        else:
+            recheck_at = deadline
+    return fold(status, verdict, generation, job, pods, now, job_name if job is not None else status.job_name,
+                delete_job, recheck_at, spec)
+
+
+def fold(
+    status: TrainingJobStatus,
+    verdict: Verdict,
+    generation: int | None,
+    job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    now: datetime,
+    job_name: str | None,
+    delete_job: bool,
+    recheck_at: datetime | None,
+    spec: TrainingJobSpec | None,
+) -> Decision:
+    """Fold a verdict into the status: conditions, history, times, attempts."""
+    when = rfc3339(now)
+    update: dict[str, Any] = {
+        "phase": verdict.phase,
+        "reason": verdict.reason,
+        "message": verdict.message[:4096],
+        "observed_generation": generation,
+        "job_name": job_name,
+        "attempts": _count_attempts(status.attempts, job, pods),
+        "progress": status.progress.model_copy(update={"status": verdict.phase}),
+        "start_time": status.start_time or verdict.started,
+    }
+    if verdict.phase.terminal:
+        update["completion_time"] = verdict.finished or when
+    transition = None
+    if (verdict.phase, verdict.reason) != (status.phase, status.reason) or not status.history:
+        transition = HistoryEntry(phase=verdict.phase, time=when, reason=verdict.reason, message=verdict.message[:4096])
+        update["history"] = [*status.history, transition][-HISTORY_LIMIT:]
+        update["conditions"] = _set_conditions(status.conditions, verdict.phase, verdict.reason,
+                                               verdict.message[:32768], when, generation)
+    new = status.model_copy(update=update)
+    if verdict.phase.terminal:
+        recheck_at = ttl_deadline(new, spec) if spec is not None else None
+    events = []
+    if transition is not None:
+        kind = "Warning" if verdict.phase is Phase.failed or verdict.reason in WARNING_REASONS else "Normal"
+        events.append((kind, verdict.reason, f"{verdict.phase.value}: {verdict.message}"[:1024]))
+    return Decision(status=new, transition=transition, delete_job=delete_job, recheck_at=recheck_at, events=events)
+
+
+def invalid_spec(status: TrainingJobStatus, message: str, generation: int | None, now: datetime) -> Decision:
+    """A spec the models reject (only possible where the CRD schema was bypassed): fail, say why."""
+    if status.phase.terminal:
+        return Decision(status=status)
+    verdict = Verdict(Phase.failed, "InvalidSpec", f"the spec is invalid: {message}", finished=rfc3339(now))
+    return fold(status, verdict, generation, None, [], now, status.job_name, False, None, None)
+
+
+def ttl_deadline(status: TrainingJobStatus, spec: TrainingJobSpec) -> datetime | None:
+    """When a finished TrainingJob is to be deleted (ttlSecondsAfterFinished), or None."""
+    finished = parse_time(status.completion_time)
+    if not status.phase.terminal or spec.ttl_seconds_after_finished is None or finished is None:
+        return None
+    return finished + timedelta(seconds=spec.ttl_seconds_after_finished)
+
+
+def status_patch(status: TrainingJobStatus) -> dict[str, Any]:
+    """The merge patch of the operator-owned status fields (null removes; progress: status only)."""
+    wire = status.model_dump(mode="json", by_alias=True)
+    owned = {k: v for k, v in wire.items() if k not in ("progress", "metrics")}
+    owned["progress"] = {"status": wire["progress"]["status"]}
+    return {"status": owned}

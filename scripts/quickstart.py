@@ -1,0 +1,177 @@
+"""The local quickstart: the seed's example request, end to end, on this machine.
+
+Generates a synthetic dataset for tenant1, starts ``laxai-api --backend local`` on
+loopback, submits exactly ``examples/seed_request.json`` (the README's curl body; only
+``num_epochs`` may be lowered with ``--epochs``), follows progress with a live bar,
+prints the final metrics and where the model and checkpoints are, and stops the API.
+Ctrl-C at any point stops the API and its trainer (their whole process group).
+
+Run it through ``./scripts/quickstart.sh``, which creates the virtual environment first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_REQUEST = ROOT / "examples" / "seed_request.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="num_epochs sent instead of the example's 10, to keep the run short (default 3)")
+    parser.add_argument("--home", type=Path, default=ROOT / ".laxai" / "quickstart",
+                        help="folder for the dataset, job database, logs and run outputs")
+    parser.add_argument("--players", type=int, default=12, help="synthetic players per frame")
+    parser.add_argument("--frames", type=int, default=3, help="synthetic frame datasets")
+    parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    return parser.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def seed_request(epochs: int) -> dict:
+    body = json.loads(SEED_REQUEST.read_text())
+    body["training_kwargs"]["num_epochs"] = epochs
+    return body
+
+
+def start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    """laxai-api in its own process group, so one signal stops it and its trainers."""
+    log = log_path.open("w")
+    return subprocess.Popen(
+        ["laxai-api", "--backend", "local", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the API's process group (it cancels running trainers), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def wait_healthy(client: httpx.Client, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"laxai-api exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if client.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"laxai-api did not become healthy in {timeout:.0f}s; see {log_path}")
+
+
+def follow(client: httpx.Client, task_id: str, total: int, timeout: float) -> dict:
+    """Poll the status endpoint, drawing epoch, loss and best loss, until a final status."""
+    deadline = time.monotonic() + timeout
+    bar = tqdm(total=total, unit="epoch", desc="pending", dynamic_ncols=True)
+    try:
+        while True:
+            status = client.get(f"/api/v1/train/{task_id}/status").json()
+            progress = status["progress"]
+            bar.set_description(progress["status"])
+            if progress.get("current_epoch") is not None:
+                bar.n = progress["current_epoch"]
+            bar.set_postfix_str(
+                f"loss={_fmt(progress.get('current_loss'))} best={_fmt(progress.get('best_loss'))} "
+                f"{(progress.get('message') or '')[:50]}"
+            )
+            bar.refresh()
+            if progress["status"] in ("completed", "failed", "cancelled"):
+                return status
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out after {timeout:.0f}s; job {task_id} is {progress['status']}")
+            time.sleep(1)
+    finally:
+        bar.close()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    home = args.home.resolve()
+    storage = home / "storage"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LAXAI_HOME": str(home), "LAXAI_STORAGE_ROOT": str(storage), "LAXAI_BACKEND": "local"}
+
+    print(f"==> generating a synthetic dataset for tenant1 under {storage}")
+    subprocess.run(
+        ["laxai-train", "synth", "--out", str(storage), "--tenant", "tenant1",
+         "--players", str(args.players), "--frames", str(args.frames)],
+        env=env, check=True,
+    )
+
+    port = args.port or free_port()
+    log_path = home / "api.log"
+    print(f"==> starting laxai-api (local backend) on http://127.0.0.1:{port}  (log: {log_path})")
+    proc = start_api(env, port, log_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            wait_healthy(client, proc, log_path)
+            body = seed_request(args.epochs)
+            print("==> POST /api/v1/train", json.dumps(body))
+            accepted = client.post("/api/v1/train", json=body)
+            if accepted.status_code != 200:
+                raise SystemExit(f"submit failed: {accepted.status_code} {accepted.text}")
+            task_id = accepted.json()["task_id"]
+            print(f"    task_id: {task_id}")
+            final = follow(client, task_id, args.epochs, args.timeout)
+            detail = client.get(f"/api/v1/train/{task_id}").json()
+        return report(final, detail, storage)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the API and its trainer", file=sys.stderr)
+        return 130
+    finally:
+        stop(proc)
+
+
+def report(final: dict, detail: dict, storage: Path) -> int:
+    progress = final["progress"]
+    metrics = detail.get("metrics") or {}
+    print(f"==> {progress['status']}: {progress.get('message') or ''}")
+    if progress["status"] != "completed":
+        print("\n".join(progress.get("logs") or []), file=sys.stderr)
+        return 1
+    print(f"    rank-1 {_fmt(metrics.get('rank1'))}   rank-5 {_fmt(metrics.get('rank5'))}   "
+          f"mAP {_fmt(metrics.get('mAP'))}   best epoch {metrics.get('best_epoch')}")
+    run = metrics.get("run_uri") or str(storage / "tenant1" / "runs" / "api_test_run")
+    print(f"    model:       {metrics.get('model_uri') or run + '/final/'}")
+    print(f"    checkpoints: {run}/checkpoints/")
+    print(f"    metrics:     {run}/metrics.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

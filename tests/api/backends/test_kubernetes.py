@@ -1,0 +1,127 @@
+"""Kubernetes-backend specifics against the API emulator (shared behaviour is in test_app.py)."""
+
+from __future__ import annotations
+
+import kubernetes
+import pytest
+
+from laxai_api.app import create_app
+from laxai_api.backends.base import JobRecord, ListQuery
+from laxai_api.backends.kubernetes import KubernetesBackend, page_of, record_from_object, sortable_time
+from laxai_operator.resource import TrainingJobSpec
+from tests.api.conftest import NAMESPACE, TRAININGJOBS, local_settings, serve
+from tests.support.threaded import ThreadedKubeEmulator
+
+
+@pytest.fixture
+async def kapi(kube_emulator, tmp_path):
+    settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
+    backend = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+    async with serve(create_app(settings, backend)) as client:
+        yield client
+
+
+def trainingjob(name: str, tenant: str, labels: dict | None = None, status: dict | None = None) -> dict:
+    body = {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"tenant_id": tenant, "custom_name": "cpu_smoke", "training_kwargs": {"num_epochs": 2}, "gpus": 0}}
+    if status:
+        body["status"] = status
+    return body
+
+
+async def test_kubectl_created_jobs_are_addressable_by_name(kapi, kube_emulator):
+    kube_emulator.create(TRAININGJOBS, trainingjob("cpu-smoke", "tenant1", status={
+        "phase": "running", "reason": "Running", "message": "epoch 1/2",
+        "progress": {"status": "running", "current_epoch": 1, "total_epochs": 2, "current_loss": 0.7, "best_loss": 0.6},
+        "conditions": [{"type": "Running", "status": "True", "reason": "PodRunning", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "startTime": "2026-01-01T00:00:00Z", "attempts": 1}), NAMESPACE)
+    status = (await kapi.get("/api/v1/train/cpu-smoke/status")).json()
+    assert status["status"] == "running" and status["progress"]["current_loss"] == 0.7
+    assert status["progress"]["best_loss"] == 0.6 and status["message"] == "epoch 1/2"
+    detail = (await kapi.get("/api/v1/train/cpu-smoke")).json()
+    assert detail["run_name"] == "cpu_smoke" and detail["spec"]["gpus"] == 0
+    assert detail["conditions"][0]["reason"] == "PodRunning" and detail["started_at"] == "2026-01-01T00:00:00Z"
+    assert detail["attempts"] == 1
+    listed = (await kapi.get("/api/v1/train/jobs")).json()
+    assert [j["task_id"] for j in listed["jobs"]] == ["cpu-smoke"]
+
+
+async def test_tenant_comes_from_the_spec_not_a_forged_label(kapi, kube_emulator):
+    kube_emulator.create(TRAININGJOBS, trainingjob("forged", "tenant2", labels={"training.laxai.io/tenant": "tenant1"}),
+                         NAMESPACE)
+    listed = (await kapi.get("/api/v1/train/jobs", params={"tenant_id": "tenant1"})).json()
+    assert listed["total_jobs"] == 0
+    assert (await kapi.get("/api/v1/train/forged")).json()["tenant_id"] == "tenant2"
+
+
+async def test_cancel_is_a_merge_patch_of_spec_cancel_only(kapi, kube_emulator):
+    task_id = (await kapi.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "keep"})).json()["task_id"]
+    before = kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id)
+    response = (await kapi.delete(f"/api/v1/train/{task_id}")).json()
+    after = kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id)
+    assert after["spec"] == {**before["spec"], "cancel": True}
+    assert response["message"] == "Cancellation requested"
+    detail = (await kapi.get(f"/api/v1/train/{task_id}")).json()
+    assert detail["reason"] == "CancelRequested"
+
+
+async def test_logs_outlive_the_pods_via_storage(kapi, kube_emulator, tmp_path):
+    pytest.importorskip("laxai_trainer.storage", reason="laxai_trainer.storage is not written yet")
+    task_id = (await kapi.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+    assert (await kapi.get(f"/api/v1/train/{task_id}/logs")).json() == {"task_id": task_id, "source": "none", "lines": []}
+    saved = tmp_path / "storage" / "tenant1" / "runs" / task_id / "logs" / "trainer.log"
+    saved.parent.mkdir(parents=True)
+    saved.write_text("".join(f"line {i}\n" for i in range(50)))
+    body = (await kapi.get(f"/api/v1/train/{task_id}/logs", params={"tail": 3})).json()
+    assert body == {"task_id": task_id, "source": "storage", "lines": ["line 47", "line 48", "line 49"]}
+
+
+async def test_unreachable_api_server_is_503(tmp_path):
+    configuration = kubernetes.client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # discard port: connection refused
+    configuration.retries = 0
+    settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
+    backend = KubernetesBackend(settings, api_client=kubernetes.client.ApiClient(configuration))
+    async with serve(create_app(settings, backend)) as client:
+        health = await client.get("/health")
+        assert health.status_code == 503 and health.json()["error"] == "backend_unavailable"
+        assert health.json()["details"]["namespace"] == NAMESPACE
+        for response in (await client.get("/api/v1/train/jobs"), await client.get("/api/v1/train/x/status"),
+                         await client.post("/api/v1/train", json={"tenant_id": "tenant1"})):
+            assert response.status_code == 503 and response.json()["error"] == "backend_unavailable", response.text
+
+
+async def test_missing_crd_is_503_on_health(tmp_path):
+    with ThreadedKubeEmulator(crd_paths=(), workdir=tmp_path) as kube:
+        settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
+        async with serve(create_app(settings, KubernetesBackend(settings, api_client=kube.api_client()))) as client:
+            health = await client.get("/health")
+    assert health.status_code == 503 and "CRD" in health.json()["details"]["error"]
+
+
+def _job(name: str, created: str) -> JobRecord:
+    return JobRecord(task_id=name, tenant_id="t", spec=TrainingJobSpec(tenant_id="t"), created_at=created)
+
+
+def test_sortable_time_orders_mixed_resolutions():
+    assert sortable_time("2026-01-01T00:00:01Z") > sortable_time("2026-01-01T00:00:00.999999Z")
+    assert sortable_time("2026-01-01T00:00:00Z") == "2026-01-01T00:00:00.000000Z"
+
+
+def test_pages_are_newest_first_and_stable_under_inserts():
+    jobs = [_job(f"j{i}", f"2026-01-01T00:00:{i:02d}Z") for i in range(5)]
+    first = page_of(jobs, ListQuery(limit=2))
+    assert [j.task_id for j in first.jobs] == ["j4", "j3"] and first.total == 5
+    jobs.append(_job("j9", "2026-01-01T00:01:00Z"))  # a new job does not shift later pages
+    second = page_of(jobs, ListQuery(limit=2, continue_token=first.next_token))
+    assert [j.task_id for j in second.jobs] == ["j2", "j1"]
+    last = page_of(jobs, ListQuery(limit=2, continue_token=second.next_token))
+    assert [j.task_id for j in last.jobs] == ["j0"] and last.next_token is None
+
+
+def test_unreadable_specs_are_skipped_not_500():
+    assert record_from_object({"metadata": {"name": "x"}, "spec": {"tenant_id": "../bad"}}) is None
+    partial = record_from_object({"metadata": {"name": "y"}, "spec": {"tenant_id": "t1", "training_kwargs": "junk"},
+                                  "status": {"phase": "running", "progress": "junk"}})
+    assert partial.tenant_id == "t1" and partial.phase.value == "running"

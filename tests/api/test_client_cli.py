@@ -1,0 +1,106 @@
+"""The ``laxai`` CLI against a live uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from laxai_api.client_cli import main, new_lines
+
+pytestmark = pytest.mark.timeout(120)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_submit_a_trainingjob_manifest_then_wait_status_logs_list(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "-f", str(EXAMPLES / "trainingjob-cpu.yaml"))
+    assert code == 0
+    task_id = out.strip()
+    code, out, err = run(capsys, "--url", live_server.url, "wait", task_id, "--interval", "0.05")
+    assert code == 0 and f"{task_id}: completed" in out and "rank1=0.5000" in out
+    assert "epoch" in err  # the progress bar
+    code, out, _ = run(capsys, "--url", live_server.url, "status", task_id, "--detail")
+    detail = json.loads(out)
+    assert detail["spec"]["gpus"] == 0 and detail["spec"]["custom_name"] == "cpu_smoke"
+    assert detail["spec"]["training_kwargs"]["num_epochs"] == 2
+    code, out, _ = run(capsys, "--url", live_server.url, "logs", task_id, "--tail", "1")
+    assert out == "done\n"
+    code, out, err = run(capsys, "--url", live_server.url, "list")
+    assert task_id in out and "completed" in out and "2/2" in out and "1 of 1 jobs" in err
+
+
+def test_submit_with_flags_and_set(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1", "--epochs", "2",
+                       "--embedding-dim", "64", "--name", "flags", "--set", "training_kwargs.margin=0.3", "--json")
+    assert code == 0
+    task_id = json.loads(out)["task_id"]
+    code, out, _ = run(capsys, "--url", live_server.url, "status", task_id, "--detail")
+    spec = json.loads(out)["spec"]
+    assert spec["training_kwargs"]["num_epochs"] == 2 and spec["training_kwargs"]["margin"] == 0.3
+    assert spec["model_kwargs"]["embedding_dim"] == 64 and spec["custom_name"] == "flags"
+
+
+def test_seed_body_file_with_override(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "-f", str(EXAMPLES / "seed_request.json"),
+                       "--epochs", "1", "--wait", "--interval", "0.05")
+    assert code == 0 and "completed" in out
+
+
+def test_errors_name_the_field_and_exit_1(live_server, capsys):
+    code, _, err = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1",
+                       "--set", "training_kwargs.num_epoch=3")
+    assert code == 1 and "422 validation_error" in err and "training_kwargs.num_epoch: unknown field" in err
+    code, _, err = run(capsys, "--url", live_server.url, "status", "nope")
+    assert code == 1 and "404 not_found" in err
+    code, _, err = run(capsys, "--url", live_server.url, "submit")
+    assert code == 2 and "--tenant" in err
+
+
+def test_cancel_and_wait_exit_codes(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1", "--epochs", "5000",
+                       "--set", "wandb_tags=[fake-sleep=0.05]")
+    task_id = out.strip()
+    code, out, _ = run(capsys, "--url", live_server.url, "cancel", task_id)
+    assert code == 0 and "cancelled" in out
+    code, out, _ = run(capsys, "--url", live_server.url, "wait", task_id, "--interval", "0.05")
+    assert code == 1 and "cancelled" in out
+    code, _, err = run(capsys, "--url", live_server.url, "cancel", task_id)
+    assert code == 1 and "409 job_finished" in err
+
+
+def test_logs_follow_prints_each_line_once(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1", "--epochs", "20",
+                       "--set", "wandb_tags=[fake-sleep=0.05]")
+    task_id = out.strip()
+    code, out, _ = run(capsys, "--url", live_server.url, "logs", "-f", task_id, "--interval", "0.1")
+    lines = out.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch")]
+    assert epochs == [f"epoch {i}/20 loss={1 / i:.4f}" for i in range(1, 21)] and lines[-1] == "done"
+
+
+def test_api_key_and_url_from_environment(live_server, capsys, monkeypatch):
+    monkeypatch.setenv("LAXAI_API_URL", live_server.url)
+    code, _, err = run(capsys, "list")
+    assert code == 0 and "0 of 0 jobs" in err
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "new"),
+    [
+        ([], ["a", "b"], ["a", "b"]),
+        (["a", "b"], ["a", "b"], []),
+        (["a", "b"], ["a", "b", "c"], ["c"]),
+        (["a", "b", "c"], ["b", "c", "d", "e"], ["d", "e"]),
+        (["x"], ["y", "z"], ["y", "z"]),
+        (["a", "a"], ["a", "a", "a"], ["a"]),
+    ],
+)
+def test_new_lines(previous, current, new):
+    assert new_lines(previous, current) == new

@@ -1,0 +1,113 @@
+"""laxai_trainer.reporters.kubernetes: the trainer's TrainingJob status reporter (unit level).
+
+The end-to-end path (reporter -> API emulator -> status) is in test_operator_integration.py.
+"""
+
+import threading
+import time
+
+import pytest
+
+from laxai_trainer.reporters.kubernetes import KubernetesStatusReporter, patch_body
+from laxai_trainer.status import Metrics, Phase, Progress, ProgressReport
+
+
+class FakeApi:
+    def __init__(self, fail=None):
+        self.calls = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def patch_namespaced_custom_object_status(self, group, version, namespace, plural, name, body, **kw):
+        with self.lock:
+            self.calls.append((time.monotonic(), (group, version, namespace, plural, name), body))
+        if self.fail:
+            raise self.fail
+
+
+class ApiError(Exception):
+    def __init__(self, status):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def rep(status=Phase.running, epoch=None, metrics=None):
+    return ProgressReport(progress=Progress(status=status, current_epoch=epoch, total_epochs=10), metrics=metrics)
+
+
+def wait_for(pred, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_patch_body_carries_progress_and_metrics_only():
+    body = patch_body(rep(epoch=3, metrics=Metrics(mAP=0.5)))
+    assert set(body) == {"status"} and set(body["status"]) == {"progress", "metrics"}
+    assert "status" not in body["status"]["progress"]  # the phase mirror is the operator's
+    assert body["status"]["progress"]["current_epoch"] == 3 and body["status"]["metrics"]["mAP"] == 0.5
+    assert "metrics" not in patch_body(rep())["status"]
+
+
+def test_targets_its_own_trainingjob_status():
+    api = FakeApi()
+    KubernetesStatusReporter("run-1", "team-a", api).report(rep())
+    (_, target, _), = api.calls
+    assert target == ("training.laxai.io", "v1alpha1", "team-a", "trainingjobs", "run-1")
+
+
+def test_rate_limited_but_the_latest_report_arrives():
+    api = FakeApi()
+    r = KubernetesStatusReporter("j", "ns", api, min_interval=0.3)
+    r.report(rep(epoch=0))  # phase change: sent at once
+    assert len(api.calls) == 1
+    for epoch in range(1, 30):
+        r.report(rep(epoch=epoch))
+    assert len(api.calls) == 1  # all within the interval: held back
+    assert wait_for(lambda: len(api.calls) == 2)
+    time.sleep(0.4)
+    assert len(api.calls) == 2  # the 28 intermediate reports were replaced, not queued
+    assert api.calls[1][2]["status"]["progress"]["current_epoch"] == 29
+    assert api.calls[1][0] - api.calls[0][0] >= 0.29
+    r.close()
+
+
+def test_phase_change_and_final_report_are_sent_at_once():
+    api = FakeApi()
+    r = KubernetesStatusReporter("j", "ns", api, min_interval=60)
+    r.report(rep(Phase.pending))
+    r.report(rep(Phase.running, epoch=1))
+    r.report(rep(Phase.completed, epoch=10, metrics=Metrics(rank1=0.9)))
+    assert len(api.calls) == 3
+    assert api.calls[-1][2]["status"]["metrics"]["rank1"] == 0.9
+
+
+def test_errors_never_reach_the_training_loop():
+    api = FakeApi(fail=ApiError(500))
+    r = KubernetesStatusReporter("j", "ns", api, min_interval=0.05)
+    r.report(rep(Phase.running, epoch=1))
+    r.report(rep(Phase.completed))
+    assert len(api.calls) == 2  # tried, failed quietly, the next report tried again
+
+    class Broken:
+        def patch_namespaced_custom_object_status(self, *a, **k):
+            raise OSError("connection refused")
+
+    KubernetesStatusReporter("j", "ns", Broken()).report(rep())
+
+
+def test_deleted_trainingjob_stops_reporting():
+    api = FakeApi(fail=ApiError(404))
+    r = KubernetesStatusReporter("j", "ns", api)
+    r.report(rep(Phase.running))
+    r.report(rep(Phase.completed))
+    assert len(api.calls) == 1
+
+
+def test_from_env_requires_the_trainingjob(monkeypatch):
+    monkeypatch.delenv("LAXAI_TRAININGJOB_NAME", raising=False)
+    with pytest.raises(RuntimeError, match="LAXAI_TRAININGJOB_NAME"):
+        KubernetesStatusReporter.from_env()

@@ -1,0 +1,280 @@
+"""laxai_operator.status_mapping: Job + pods -> TrainingJob status, table-driven."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from laxai_operator.resource import HISTORY_LIMIT, HistoryEntry, Phase, TrainingJobSpec, TrainingJobStatus
+from laxai_operator.status_mapping import decide, invalid_spec, status_patch, stuck_reason, ttl_deadline
+from tests.operator.k8s_objects import T0, cond, job, pod, unschedulable
+
+NOW = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)  # T0 + 5 min
+LATER = "2026-01-01T00:03:00Z"
+
+
+def spec(**kw):
+    return TrainingJobSpec.model_validate({"tenant_id": "t", **kw})
+
+
+def run(status=None, sp=None, j=None, pods=(), now=NOW, generation=1):
+    return decide(status or TrainingJobStatus(), sp or spec(), generation, j, list(pods), now, "tj-run-1")
+
+
+OOM = {"exitCode": 137, "reason": "OOMKilled", "message": ""}
+CONFIG = {"exitCode": 3, "reason": "Error", "message": "invalid config: training_kwargs.batch_size: too small\n"}
+PREEMPTED = {"exitCode": 75, "reason": "Error", "message": "preempted after checkpoint"}
+CRASH = {"exitCode": 1, "reason": "Error", "message": "Traceback ... RuntimeError: boom"}
+
+CASES = [
+    # (id, job, pods, spec, phase, reason, message fragment)
+    ("no-pod-yet", job(), [], {}, Phase.pending, "JobCreated", "waiting for its pod"),
+    ("pod-starting", job(active=1), [pod()], {}, Phase.pending, "Starting", "is starting"),
+    ("unschedulable-gpu", job(active=1), [pod(conditions=[unschedulable()])], {}, Phase.pending,
+     "Unschedulable", "Insufficient nvidia.com/gpu"),
+    ("image-pull-backoff", job(active=1),
+     [pod(waiting={"reason": "ImagePullBackOff", "message": 'Back-off pulling image "reg/nope:1"'})], {},
+     Phase.pending, "ImagePullBackOff", "reg/nope:1"),
+    ("err-image-pull", job(active=1), [pod(waiting={"reason": "ErrImagePull", "message": "not found"})], {},
+     Phase.pending, "ErrImagePull", "not found"),
+    ("config-error-waiting", job(active=1),
+     [pod(waiting={"reason": "CreateContainerConfigError", "message": 'secret "wandb" not found'})], {},
+     Phase.pending, "CreateContainerConfigError", 'secret "wandb" not found'),
+    ("container-creating", job(active=1), [pod(waiting={"reason": "ContainerCreating"})], {},
+     Phase.pending, "Starting", "is starting"),
+    ("running", job(active=1), [pod(phase="Running", start=LATER, running=True)], {}, Phase.running,
+     "Running", "is running"),
+    ("suspended", job(suspend=True), [], {"suspend": True}, Phase.pending, "Suspended", "suspend"),
+    ("queued", job(suspend=True, conditions=[cond("Suspended", "JobSuspended")]), [], {"queueName": "q"},
+     Phase.pending, "Queued", "Kueue"),
+    ("retrying-after-preemption", job(failed=1), [pod(phase="Failed", terminated=PREEMPTED)], {},
+     Phase.pending, "Retrying", "exit code 75 (preempted"),
+    ("completed", job(succeeded=1, completionTime=LATER, conditions=[cond("Complete", at=LATER)]),
+     [pod(phase="Succeeded", terminated={"exitCode": 0})], {}, Phase.completed, "Completed", "finished"),
+    ("success-criteria-met", job(conditions=[cond("SuccessCriteriaMet", at=LATER)]), [], {}, Phase.completed,
+     "Completed", "finished"),
+    ("config-error", job(failed=1, conditions=[cond("Failed", "PodFailurePolicy", "exit code 3 matching FailJob")]),
+     [pod(phase="Failed", terminated=CONFIG)], {}, Phase.failed, "TrainerConfigError", "batch_size: too small"),
+    ("config-error-failure-target", job(conditions=[cond("FailureTarget", "PodFailurePolicy")]),
+     [pod(phase="Failed", terminated=CONFIG)], {}, Phase.failed, "TrainerConfigError", "invalid config"),
+    ("oom", job(failed=4, conditions=[cond("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]),
+     [pod("p1", "Failed", terminated=OOM)], {"resources": {"memory": "16Gi"}}, Phase.failed, "OOMKilled",
+     "memory limit 16Gi"),
+    ("backoff-limit", job(failed=4, conditions=[cond("Failed", "BackoffLimitExceeded")]),
+     [pod("p1", "Failed", terminated=CRASH, created=T0), pod("p2", "Failed", terminated=CRASH, created=LATER)],
+     {"backoffLimit": 3}, Phase.failed, "BackoffLimitExceeded", "backoffLimit (3)"),
+    ("deadline", job(conditions=[cond("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")]),
+     [], {"activeDeadlineSeconds": 3600}, Phase.failed, "DeadlineExceeded", "activeDeadlineSeconds (3600s"),
+    ("deadline-beats-exit-code", job(conditions=[cond("Failed", "DeadlineExceeded")]),
+     [pod(phase="Failed", terminated={"exitCode": 143, "reason": "Error"})], {"activeDeadlineSeconds": 60},
+     Phase.failed, "DeadlineExceeded", "60s"),
+    ("other-failure", job(conditions=[cond("Failed", "SomethingElse", "odd")]), [], {}, Phase.failed,
+     "SomethingElse", "odd"),
+    ("cancel", job(active=1), [pod(phase="Running", running=True)], {"cancel": True}, Phase.cancelled,
+     "Cancelled", "cancelled"),
+]
+
+
+@pytest.mark.parametrize(("case", "j", "pods", "sp", "phase", "reason", "fragment"), CASES, ids=[c[0] for c in CASES])
+def test_mapping(case, j, pods, sp, phase, reason, fragment):
+    d = run(sp=spec(**sp), j=j, pods=pods)
+    assert (d.status.phase, d.status.reason) == (phase, reason)
+    assert fragment in d.status.message
+    assert d.status.progress.status == phase
+    assert d.status.observed_generation == 1
+    assert d.transition is not None and d.transition.reason == reason
+    assert d.status.history[-1] == d.transition
+    assert d.status.completion_time is not None if phase.terminal else d.status.completion_time is None
+    assert d.delete_job == (case == "cancel")
+    conds = {c.type: c for c in d.status.conditions}
+    expected_type = {"pending": "Pending", "running": "Running", "completed": "Succeeded",
+                     "failed": "Failed", "cancelled": "Cancelled"}[phase.value]
+    assert conds[expected_type].status == "True" and conds[expected_type].reason == reason
+    (kind, ev_reason, _), = d.events
+    assert ev_reason == reason
+    assert kind == ("Normal" if reason in {"JobCreated", "Starting", "Running", "Suspended", "Queued",
+                                           "Completed", "Cancelled"} else "Warning")
+
+
+def test_completion_time_comes_from_the_job():
+    d = run(j=job(succeeded=1, completionTime=LATER, conditions=[cond("Complete", at=LATER)]))
+    assert d.status.completion_time == LATER
+
+
+def test_start_time_is_when_the_pod_first_ran_and_sticks():
+    d = run(j=job(active=1), pods=[pod(phase="Running", start=LATER, running=True)])
+    assert d.status.start_time == LATER
+    d2 = run(status=d.status, j=job(failed=1), pods=[pod(phase="Failed", terminated=PREEMPTED, start=LATER)])
+    assert d2.status.start_time == LATER and d2.status.phase == Phase.pending
+
+
+@pytest.mark.parametrize("terminal", [Phase.completed, Phase.failed, Phase.cancelled])
+@pytest.mark.parametrize(
+    "j,pods,sp",
+    [
+        (None, [], {}),
+        (job(active=1), [pod(phase="Running", running=True)], {}),
+        (job(), [], {"cancel": True}),
+        (job(conditions=[cond("Failed", "BackoffLimitExceeded")]), [], {}),
+    ],
+)
+def test_terminal_phases_are_final(terminal, j, pods, sp):
+    status = TrainingJobStatus(phase=terminal, reason="X", completion_time=T0, job_name="tj-run-1")
+    d = run(status=status, sp=spec(**sp), j=j, pods=pods)
+    assert d.status == status and d.transition is None and not d.delete_job and not d.events
+
+
+def test_job_deleted_under_a_running_trainingjob_fails_it():
+    status = TrainingJobStatus(phase=Phase.running, reason="Running", job_name="tj-run-1")
+    d = run(status=status, j=None)
+    assert (d.status.phase, d.status.reason) == (Phase.failed, "JobDeleted")
+    assert "tj-run-1" in d.status.message
+
+
+def test_no_job_and_none_made_yet_is_pending():
+    d = run(j=None)
+    assert (d.status.phase, d.status.reason, d.status.job_name) == (Phase.pending, "Creating", None)
+
+
+def test_cancel_without_a_job_deletes_nothing():
+    d = run(sp=spec(cancel=True), j=None)
+    assert d.status.phase == Phase.cancelled and not d.delete_job
+
+
+# ---- startup timeout -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pods", "j", "reason"),
+    [
+        ([pod(conditions=[unschedulable()])], job(active=1), "Unschedulable"),
+        ([pod(waiting={"reason": "ImagePullBackOff", "message": "nope"})], job(active=1), "ImagePullBackOff"),
+        ([pod()], job(active=1), "StartupTimeout"),
+        ([], job(), "StartupTimeout"),
+    ],
+)
+def test_startup_timeout_fails_with_the_precise_reason(pods, j, reason):
+    sp = spec(startupTimeoutSeconds=60)
+    before = run(sp=sp, j=j, pods=pods, now=datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))
+    assert before.status.phase == Phase.pending and not before.delete_job
+    assert before.recheck_at == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    after = run(sp=sp, j=j, pods=pods, now=datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    assert (after.status.phase, after.status.reason) == (Phase.failed, reason)
+    assert "startup timeout" in after.status.message and "60s" in after.status.message
+    assert after.delete_job
+
+
+def test_startup_timeout_counts_from_the_current_pod_not_the_first():
+    sp = spec(startupTimeoutSeconds=60)
+    pods = [pod("old", "Failed", created=T0, terminated=PREEMPTED), pod("new", created=LATER)]
+    d = run(sp=sp, j=job(active=1, failed=1), pods=pods, now=datetime(2026, 1, 1, 0, 3, 30, tzinfo=UTC))
+    assert d.status.phase == Phase.pending and d.recheck_at == datetime(2026, 1, 1, 0, 4, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("j", "pods"),
+    [
+        (job(suspend=True), []),  # suspended/queued: waiting is the point
+        (job(active=1), [pod(phase="Running", running=True)]),  # healthy long run: never timed out
+    ],
+)
+def test_startup_timeout_does_not_apply(j, pods):
+    d = run(sp=spec(startupTimeoutSeconds=10, suspend=j["spec"]["suspend"]), j=j, pods=pods,
+            now=NOW + timedelta(days=3))
+    assert not d.status.phase.terminal and d.recheck_at is None
+
+
+def test_suspended_job_resumed_times_out_from_its_start_time():
+    j = job(startTime="2026-01-01T00:04:00Z")  # resumed at 00:04
+    d = run(sp=spec(startupTimeoutSeconds=120), j=j)
+    assert d.status.phase == Phase.pending and d.recheck_at == datetime(2026, 1, 1, 0, 6, tzinfo=UTC)
+
+
+# ---- history, conditions, attempts ----------------------------------------------------------
+
+
+def test_lifecycle_history_and_conditions():
+    s = TrainingJobStatus()
+    steps = [
+        (job(), []),
+        (job(active=1), [pod(conditions=[unschedulable()])]),
+        (job(active=1), [pod(phase="Running", running=True, start=LATER)]),
+        (job(active=1), [pod(phase="Running", running=True, start=LATER)]),  # no change
+        (job(succeeded=1, completionTime=LATER, conditions=[cond("Complete", at=LATER)]), []),
+    ]
+    for i, (j, pods) in enumerate(steps):
+        s = run(status=s, j=j, pods=pods, now=NOW + timedelta(seconds=i)).status
+    assert [(h.phase, h.reason) for h in s.history] == [
+        (Phase.pending, "JobCreated"), (Phase.pending, "Unschedulable"), (Phase.running, "Running"),
+        (Phase.completed, "Completed"),
+    ]
+    conds = {c.type: c for c in s.conditions}
+    assert conds["Succeeded"].status == "True"
+    assert conds["Running"].status == "False" and conds["Pending"].status == "False"
+    # Pending became False when running started, and stayed so: its transition time is that moment.
+    assert conds["Pending"].last_transition_time == "2026-01-01T00:05:02Z"
+
+
+def test_same_phase_new_reason_keeps_condition_transition_time():
+    s = run(j=job(), now=NOW).status
+    s = run(status=s, j=job(active=1), pods=[pod(conditions=[unschedulable()])], now=NOW + timedelta(seconds=30)).status
+    (pending,) = s.conditions
+    assert pending.reason == "Unschedulable" and pending.last_transition_time == "2026-01-01T00:05:00Z"
+
+
+def test_history_is_bounded_to_the_latest():
+    history = [HistoryEntry(phase=Phase.pending, time=T0, reason=f"R{i}") for i in range(HISTORY_LIMIT)]
+    s = TrainingJobStatus(history=history, reason="R19")
+    d = run(status=s, j=job(active=1), pods=[pod(phase="Running", running=True)])
+    assert len(d.status.history) == HISTORY_LIMIT
+    assert d.status.history[0].reason == "R1" and d.status.history[-1].reason == "Running"
+
+
+def test_unchanged_inputs_make_no_transition():
+    d1 = run(j=job(active=1), pods=[pod(phase="Running", running=True)])
+    d2 = run(status=d1.status, j=job(active=1), pods=[pod(phase="Running", running=True)],
+             now=NOW + timedelta(minutes=1))
+    assert d2.transition is None and not d2.events
+    assert status_patch(d2.status) == status_patch(d1.status)
+
+
+@pytest.mark.parametrize(
+    ("previous", "j", "pods", "attempts"),
+    [
+        (None, job(), [], 0),
+        (None, job(active=1), [pod()], 1),
+        (1, job(active=1, failed=1), [pod("a", "Failed", terminated=PREEMPTED), pod("b")], 2),
+        (3, job(active=1), [pod("c")], 3),  # old pods garbage-collected: never goes down
+        (0, job(failed=2, active=1), [], 3),  # from the Job's counters
+    ],
+)
+def test_attempts(previous, j, pods, attempts):
+    assert run(status=TrainingJobStatus(attempts=previous), j=j, pods=pods).status.attempts == attempts
+
+
+def test_status_patch_leaves_the_trainers_fields_alone():
+    s = TrainingJobStatus.model_validate(
+        {"phase": "running", "progress": {"status": "running", "current_epoch": 3}, "metrics": {"mAP": 0.5}}
+    )
+    patch = status_patch(s)["status"]
+    assert patch["progress"] == {"status": "running"} and "metrics" not in patch
+    assert patch["phase"] == "running" and "reason" in patch  # null removes a stale reason
+
+
+def test_ttl_deadline():
+    done = TrainingJobStatus(phase=Phase.completed, completion_time=T0)
+    assert ttl_deadline(done, spec(ttlSecondsAfterFinished=30)) == datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+    assert ttl_deadline(done, spec()) is None
+    assert ttl_deadline(TrainingJobStatus(), spec(ttlSecondsAfterFinished=30)) is None
+    d = run(sp=spec(ttlSecondsAfterFinished=30), j=job(conditions=[cond("Complete", at=LATER)]))
+    assert d.recheck_at == datetime(2026, 1, 1, 0, 3, 30, tzinfo=UTC)
+
+
+def test_stuck_reason_ignores_a_pod_that_just_starts():
+    assert stuck_reason(pod()) is None
+    assert stuck_reason(pod(conditions=[cond("PodScheduled", "", "", status="True")])) is None
+
+
+def test_invalid_spec():
+    d = invalid_spec(TrainingJobStatus(), "tenant_id: Field required", 2, NOW)
+    assert (d.status.phase, d.status.reason) == (Phase.failed, "InvalidSpec")
+    assert "tenant_id" in d.status.message

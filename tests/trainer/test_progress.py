@@ -1,0 +1,161 @@
+"""laxai_trainer.progress and .reporters: tracker, sinks, log tail, ETA."""
+
+import json
+import logging
+import sys
+import types
+
+import pytest
+
+from laxai_trainer.progress import (
+    FanOut,
+    JsonFileReporter,
+    LogReporter,
+    LogTail,
+    ProgressTracker,
+    eta_seconds,
+    format_report,
+)
+from laxai_trainer.reporters import make_reporters
+from laxai_trainer.status import LOG_TAIL, Metrics, Phase, Progress, ProgressReport
+
+
+class Collect:
+    def __init__(self):
+        self.reports = []
+
+    def report(self, report):
+        self.reports.append(report)
+
+
+class Broken:
+    def report(self, report):
+        raise RuntimeError("sink down")
+
+
+def test_eta_is_mean_epoch_time_times_epochs_left():
+    assert eta_seconds([], 0, 10) is None
+    assert eta_seconds([10.0, 20.0], 2, 10) == pytest.approx(120.0)
+    assert eta_seconds([10.0], 10, 10) == 0.0
+
+
+def test_tracker_reports_fields_time_logs_and_eta():
+    sink = Collect()
+    tail = LogTail()
+    tail.lines.extend(["a", "b"])
+    tracker = ProgressTracker(sink, tail)
+    tracker.update(status=Phase.running, total_epochs=4, message="training")
+    tracker.epoch_done(1, 30.0, current_loss=0.5, best_loss=0.6)
+    report = sink.reports[-1]
+    assert report.progress.current_epoch == 1
+    assert report.progress.eta_seconds == pytest.approx(90.0)
+    assert report.progress.logs == ["a", "b"]
+    assert report.progress.updated_at.endswith("Z")
+    assert report.progress.message == "training"  # fields persist across updates
+    tracker.finish(Phase.completed, "done", Metrics(mAP=0.7))
+    assert sink.reports[-1].metrics.mAP == 0.7 and sink.reports[-1].progress.eta_seconds == 0.0
+
+
+def test_tracker_rejects_unknown_fields():
+    with pytest.raises(ValueError):
+        ProgressTracker(Collect()).update(epoch=3)
+
+
+def test_json_file_reporter_rewrites_atomically(tmp_path):
+    path = tmp_path / "sub" / "progress.json"
+    reporter = JsonFileReporter(path)
+    for epoch in (1, 2):
+        reporter.report(ProgressReport(progress=Progress(status=Phase.running, current_epoch=epoch)))
+    data = json.loads(path.read_text())
+    assert data["progress"]["current_epoch"] == 2 and data["metrics"] is None
+    assert ProgressReport.model_validate(data).progress.status == Phase.running
+    assert [p.name for p in path.parent.iterdir()] == ["progress.json"]  # no temp files left
+
+
+def test_log_tail_keeps_the_last_lines_first_line_only():
+    logger = logging.getLogger("test_progress_tail")
+    logger.propagate = False
+    tail = LogTail()
+    logger.addHandler(tail)
+    logger.setLevel(logging.INFO)
+    try:
+        for i in range(LOG_TAIL + 5):
+            logger.info("line %d", i)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed\nsecond line")
+    finally:
+        logger.removeHandler(tail)
+    lines = tail.snapshot()
+    assert len(lines) == LOG_TAIL
+    assert lines[0].endswith(f"line {6}") and lines[-1].endswith("failed")
+
+
+def test_log_tail_skips_the_log_reporters_own_lines():
+    tail = LogTail()
+    root = logging.getLogger()
+    root.addHandler(tail)
+    old = root.level
+    root.setLevel(logging.INFO)
+    try:
+        LogReporter().report(ProgressReport(progress=Progress(status=Phase.running)))
+        logging.getLogger("laxai_trainer.train").info("real line")
+    finally:
+        root.removeHandler(tail)
+        root.setLevel(old)
+    assert [line.split(": ", 1)[1] for line in tail.snapshot()] == ["real line"]
+
+
+def test_fanout_survives_a_failing_reporter(caplog):
+    good = Collect()
+    fan = FanOut([Broken(), good])
+    with caplog.at_level(logging.WARNING):
+        fan.report(ProgressReport())
+        fan.report(ProgressReport())
+    assert len(good.reports) == 2
+    assert sum("sink down" in r.message for r in caplog.records) == 1  # warned once
+
+
+def test_format_report_is_one_readable_line():
+    line = format_report(
+        ProgressReport(
+            progress=Progress(status=Phase.running, current_epoch=2, total_epochs=5, current_loss=0.1234,
+                              eta_seconds=42, message="epoch done"),
+            metrics=Metrics(mAP=0.5),
+        )
+    )
+    assert line == "running | epoch 2/5 | loss 0.1234 | mAP 0.500 | eta 42s — epoch done"
+
+
+def test_make_reporters_picks_sinks(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAXAI_TRAININGJOB_NAME", raising=False)
+    kinds = [type(r).__name__ for r in make_reporters(tmp_path / "p.json", tty=True)]
+    assert kinds == ["LogReporter", "JsonFileReporter", "TqdmReporter"]
+    assert [type(r).__name__ for r in make_reporters()] == ["LogReporter"]
+
+
+def test_make_reporters_loads_the_kubernetes_reporter_lazily(monkeypatch):
+    module = types.ModuleType("laxai_trainer.reporters.kubernetes")
+
+    class KubernetesStatusReporter:
+        @classmethod
+        def from_env(cls):
+            return cls()
+
+        def report(self, report):
+            pass
+
+    module.KubernetesStatusReporter = KubernetesStatusReporter
+    monkeypatch.setitem(sys.modules, "laxai_trainer.reporters.kubernetes", module)
+    monkeypatch.setenv("LAXAI_TRAININGJOB_NAME", "job1")
+    assert type(make_reporters()[-1]).__name__ == "KubernetesStatusReporter"
+
+
+def test_missing_kubernetes_reporter_is_logged_not_fatal(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "laxai_trainer.reporters.kubernetes", None)  # import fails
+    monkeypatch.setenv("LAXAI_TRAININGJOB_NAME", "job1")
+    with caplog.at_level(logging.ERROR):
+        reporters = make_reporters()
+    assert [type(r).__name__ for r in reporters] == ["LogReporter"]
+    assert "LAXAI_TRAININGJOB_NAME is set" in caplog.text

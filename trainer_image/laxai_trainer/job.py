@@ -1,0 +1,394 @@
+"""One training run, end to end: sync → data → model → train → outputs.
+
+:func:`run_job` is what ``laxai-train run`` calls once the config is validated.
+It wires the pieces together and owns the run folder (:mod:`laxai_trainer.run_layout`):
+
+1. ``config.json`` and ``run.json`` (started) are written;
+2. the tenant's datasets are synced to the local cache (progress per dataset);
+3. train/val splits are scanned and loaders built (local files only);
+4. the model is built with the seed, then resumed from ``checkpoints/last.pt``
+   (``resume_from_checkpoint``) or initialised by :mod:`laxai_trainer.init_weights`;
+5. the :class:`~laxai_trainer.train.Trainer` runs; after each epoch: checkpoint,
+   best weights, ``metrics.json``, intermediate files, wandb, progress, log upload;
+6. final outputs: ``final/model.pt``, TorchScript, ``final/model.json``, ``metrics.json``,
+   ``run.json`` (finished), the wandb artifact and offline files.
+
+A stop request (SIGTERM, set by the CLI) ends with a checkpoint and outcome
+``preempted``; errors propagate (the CLI maps them to exit codes).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from laxai_trainer import checkpoint as ckpt
+from laxai_trainer.config import TrainingConfig
+from laxai_trainer.init_weights import InitSource, initialise
+from laxai_trainer.model import INPUT_SIZE, architecture, build_model
+from laxai_trainer.progress import ProgressTracker, now_rfc3339
+from laxai_trainer.run_layout import RunLayout, write_json
+from laxai_trainer.status import Metrics, Phase
+from laxai_trainer.train import Outcome, Trainer, seed_everything
+from laxai_trainer.wandb_run import WandbRun, artifact_name
+
+log = logging.getLogger(__name__)
+
+#: Least seconds between two mid-epoch progress reports (each epoch end always reports).
+STEP_REPORT_SECONDS = 30.0
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class JobOptions:
+    storage_root: str
+    run_name: str
+    cache_dir: Path
+    log_file: Path | None = None
+    device: str = "auto"
+    allow_download: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class JobResult:
+    outcome: Outcome
+    run_uri: str
+    metrics: Metrics | None
+    init_source: InitSource | None
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from laxai_trainer.errors import ConfigError
+
+            raise ConfigError("LAXAI_DEVICE is cuda but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def best_metrics(state: ckpt.TrainState, run_uri: str, model_uri: str | None = None) -> Metrics | None:
+    """The status Metrics: best epoch's validation metrics, last epoch's train loss."""
+    if not state.history:
+        return None
+    best = next((r for r in state.history if r["epoch"] == state.best_epoch), state.history[-1])
+    return Metrics(
+        rank1=best["rank1"],
+        rank5=best["rank5"],
+        rank10=best["rank10"],
+        mAP=best["mAP"],
+        train_loss=state.history[-1]["train_loss"],
+        val_loss=best["val_loss"],
+        best_epoch=best["epoch"],
+        epochs_completed=state.epoch,
+        model_uri=model_uri,
+        run_uri=run_uri,
+    )
+
+
+def metrics_document(state: ckpt.TrainState, final: Metrics | None) -> dict[str, Any]:
+    """metrics.json: every epoch, and the final (best-epoch) metrics once the run ended."""
+    return {
+        "epochs": state.history,
+        "best_epoch": state.best_epoch or None,
+        "stopped_early": state.stopped_early,
+        "final": None if final is None else final.model_dump(mode="json", exclude={"run_uri", "model_uri"}),
+    }
+
+
+def ignore_sigterm_in_workers(loader: Any) -> None:
+    """DataLoader workers share the trainer's process group: a group SIGTERM must not kill
+    them mid-step (the trainer finishes the step, checkpoints, then ends them itself)."""
+    if getattr(loader, "num_workers", 0) <= 0:
+        return
+    previous = loader.worker_init_fn
+    loader.worker_init_fn = _WorkerInit(previous)
+
+
+class _WorkerInit:
+    """Picklable worker_init_fn: ignore SIGTERM, then the loader's own init."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.previous is not None:
+            self.previous(worker_id)
+
+
+class Job:
+    def __init__(self, config: TrainingConfig, options: JobOptions, tracker: ProgressTracker) -> None:
+        from laxai_trainer.storage import open_storage
+
+        self.config = config
+        self.options = options
+        self.tracker = tracker
+        self.storage = open_storage(options.storage_root)
+        self.layout = RunLayout(config.tenant_id, options.run_name)
+        self.run_uri = self.storage.uri(self.layout.prefix)
+        self.work_dir = options.cache_dir / "work" / config.tenant_id / options.run_name
+        self.tmp_dir = self.work_dir / "tmp"
+        self.wandb = WandbRun()
+        self.meta: dict[str, Any] = {
+            "run_name": options.run_name,
+            "tenant_id": config.tenant_id,
+            "run_uri": self.run_uri,
+            "started_at": now_rfc3339(),
+            "status": "running",
+            "host": platform.node(),
+            "torch": torch.__version__,
+        }
+        self._last_step_report = 0.0
+
+    # ---- small helpers -----------------------------------------------------------------
+
+    def upload_log(self) -> None:
+        path = self.options.log_file
+        if path is None or not path.exists():
+            return
+        try:
+            self.storage.upload_file(path, self.layout.log)
+        except Exception as exc:  # logs are best effort; the run's results are not
+            log.warning("could not upload the log to %s: %s", self.storage.uri(self.layout.log), exc)
+
+    def write_meta(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        write_json(self.storage, self.layout.run_meta, self.meta)
+
+    # ---- phases ------------------------------------------------------------------------
+
+    def sync(self) -> list[Path]:
+        from laxai_trainer.sync import sync_datasets
+
+        tenant = self.config.tenant_id
+        self.tracker.update(message=f"Syncing datasets of tenant {tenant} from {self.storage.uri(tenant)}")
+
+        def on_progress(found: int, processed: int) -> None:
+            self.tracker.update(
+                datasets_found=found,
+                datasets_processed=processed,
+                message=f"Synced {processed}/{found} datasets of tenant {tenant}",
+            )
+
+        result = sync_datasets(
+            self.storage, tenant, self.options.cache_dir / "datasets", frames=self.config.frames,
+            on_progress=on_progress,
+        )
+        self.tracker.update(datasets_found=result.found, datasets_processed=result.processed)
+        return list(result.dataset_dirs)
+
+    def loaders(self, dataset_dirs: list[Path], device: torch.device) -> tuple[Any, Any, dict[str, Any]]:
+        from laxai_trainer import data
+
+        tk = self.config.training_kwargs
+        train_index = data.scan_split(dataset_dirs, "train", tk.min_images_per_player, self.config.tenant_id)
+        val_index = data.scan_split(dataset_dirs, "val", tk.min_images_per_player, self.config.tenant_id)
+        train_loader = data.build_train_loader(train_index, tk, device, tk.seed)
+        val_loader = data.build_val_loader(val_index, tk, device)
+        for loader in (train_loader, val_loader):
+            ignore_sigterm_in_workers(loader)
+        summary = {
+            "datasets": [p.name for p in dataset_dirs],
+            "train": train_index.summary(),
+            "val": val_index.summary(),
+        }
+        return train_loader, val_loader, summary
+
+    def start_model(self, trainer: Trainer) -> InitSource:
+        """Resume from the run's checkpoint, or initialise a new model."""
+        cfg = self.config
+        last = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
+        if cfg.resume_from_checkpoint:
+            payload = ckpt.load(self.storage, last, self.tmp_dir)
+            if payload is not None:
+                trainer.load_checkpoint(payload)
+                self._load_best_weights(trainer)
+                st = trainer.state
+                where = f"epoch {st.epoch}" + (f", step {st.step}" if st.step else "")
+                return InitSource("checkpoint", self.storage.uri(last), f"continuing after {where}")
+            log.info("no checkpoint at %s: starting a new run", self.storage.uri(last))
+        source = initialise(
+            trainer.model,
+            cfg.model_kwargs,
+            cfg.training_kwargs.force_pretraining,
+            self.storage,
+            cfg.tenant_id,
+            self.options.allow_download,
+        )
+        trainer.state.init_source = source.as_dict()
+        return source
+
+    def _load_best_weights(self, trainer: Trainer) -> None:
+        """Best-epoch weights of a resumed run: best.pt, else the final model of an earlier finish."""
+        best = ckpt.checkpoint_path(self.layout.prefix, ckpt.BEST)
+        payload = ckpt.load(self.storage, best, self.tmp_dir)
+        if payload is not None and payload.get("epoch") == trainer.state.best_epoch:
+            trainer.best_weights = payload["model"]
+            return
+        if self.storage.exists(self.layout.final_model):
+            import io
+
+            state = torch.load(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
+                               map_location="cpu", weights_only=True)
+            trainer.best_weights = state
+            return
+        if trainer.state.best_epoch:
+            log.warning("best-epoch weights of the resumed run not found: the final model will be the last epoch's")
+
+    # ---- hooks called by the Trainer ---------------------------------------------------
+
+    def epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
+        st = trainer.state
+        prefix = self.layout.prefix
+        ckpt.save(self.storage, ckpt.checkpoint_path(prefix, ckpt.LAST), trainer.checkpoint_payload(), self.tmp_dir)
+        if improved:
+            best = {"epoch": record["epoch"], "metrics": record, "model": trainer.best_weights,
+                    "architecture": architecture(self.config.model_kwargs)}
+            ckpt.save(self.storage, ckpt.checkpoint_path(prefix, ckpt.BEST), best, self.tmp_dir)
+        write_json(self.storage, self.layout.metrics, metrics_document(st, None))
+        if self.config.save_intermediate:
+            write_json(self.storage, self.layout.intermediate(record["epoch"]), record)
+        self.wandb.log_epoch(record["epoch"], {f"{k}": v for k, v in record.items() if k != "epoch"})
+        total = self.config.training_kwargs.num_epochs
+        self.tracker.epoch_done(
+            record["epoch"],
+            record["train_seconds"] + 0.0,
+            total_epochs=total,
+            current_loss=record["train_loss"],
+            best_loss=st.best_val_loss,
+            metrics=best_metrics(st, self.run_uri),
+            message=(
+                f"Epoch {record['epoch']}/{total}: train loss {record['train_loss']:.4f}, "
+                f"val mAP {record['mAP']:.4f}, rank-1 {record['rank1']:.3f}"
+                + (" (best)" if improved else "")
+                + (", early stopping" if st.stopped_early else "")
+            ),
+        )
+        self.upload_log()
+
+    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: float) -> None:
+        now = time.monotonic()
+        if now - self._last_step_report < STEP_REPORT_SECONDS:
+            return
+        self._last_step_report = now
+        of = f"/{steps}" if steps else ""
+        self.tracker.update(
+            message=f"Epoch {epoch}/{self.config.training_kwargs.num_epochs}, step {step}{of}: loss {loss:.4f}"
+        )
+
+    def preempted(self, trainer: Trainer) -> None:
+        st = trainer.state
+        path = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
+        ckpt.save(self.storage, path, trainer.checkpoint_payload(), self.tmp_dir)
+        where = f"epoch {st.epoch + 1}, step {st.step}" if st.step else f"the end of epoch {st.epoch}"
+        log.warning("stop requested: checkpoint of %s written to %s", where, self.storage.uri(path))
+        self.tracker.update(message=f"Preempted: checkpoint at {where} saved; the retry resumes from it")
+
+    # ---- the run -----------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        cfg, tk = self.config, self.config.training_kwargs
+        self.tracker.update(status=Phase.running, total_epochs=tk.num_epochs, message="Starting")
+        write_json(self.storage, self.layout.config, cfg.model_dump(mode="json"))
+        self.write_meta()
+        device = pick_device(self.options.device)
+        dataset_dirs = self.sync()
+        if self.options.stop.is_set():
+            return JobResult("preempted", self.run_uri, None, None)
+        train_loader, val_loader, data_summary = self.loaders(dataset_dirs, device)
+        seed_everything(tk.seed)
+        trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, train_loader, val_loader, self.options.stop)
+        source = self.start_model(trainer)
+        log.info("model weights: %s", source.describe())
+        self.write_meta(init_source=source.as_dict(), device=str(device), data=data_summary,
+                        resumed_at_epoch=trainer.state.epoch if source.kind == "checkpoint" else None)
+        self.tracker.update(
+            message=f"Training on {device} from {source.describe()}",
+            current_epoch=trainer.state.epoch,
+            metrics=best_metrics(trainer.state, self.run_uri),
+        )
+        self.wandb.start(
+            self.options.run_name, cfg.wandb_tags, cfg.model_dump(mode="json"), self.work_dir,
+            run_id=trainer.state.wandb_id,
+        )
+        trainer.state.wandb_id = self.wandb.run_id or trainer.state.wandb_id
+        outcome = trainer.fit(self)
+        if outcome == "preempted":
+            self.write_meta(status="preempted")
+            self.wandb.close_quietly(exit_code=1)
+            return JobResult(outcome, self.run_uri, best_metrics(trainer.state, self.run_uri), source)
+        metrics = self.finalize(trainer, outcome)
+        return JobResult(outcome, self.run_uri, metrics, source)
+
+    def finalize(self, trainer: Trainer, outcome: Outcome) -> Metrics | None:
+        cfg, st = self.config, trainer.state
+        self.tracker.update(message="Writing the final model")
+        model = trainer.best_model()
+        files = self.work_dir / "final"
+        files.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), files / "model.pt")
+        self.storage.upload_file(files / "model.pt", self.layout.final_model)
+        model_uri = self.storage.uri(self.layout.final_model)
+        torchscript_error = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still loadable in C++
+                torch.jit.script(model).save(str(files / "model.torchscript.pt"))
+            self.storage.upload_file(files / "model.torchscript.pt", self.layout.final_torchscript)
+        except Exception as exc:  # the state_dict above is the primary output
+            torchscript_error = str(exc)
+            log.error("TorchScript export failed (the state_dict is saved): %s", exc)
+        metrics = best_metrics(st, self.run_uri, model_uri)
+        finished = now_rfc3339()
+        write_json(self.storage, self.layout.final_meta, {
+            "architecture": architecture(cfg.model_kwargs),
+            "model_kwargs": cfg.model_kwargs.model_dump(mode="json"),
+            "input_size": list(INPUT_SIZE),
+            "normalization": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+            "run_name": self.options.run_name,
+            "best_epoch": st.best_epoch or None,
+            "metrics": None if metrics is None else metrics.model_dump(mode="json"),
+            "completed_at": finished,
+        })
+        write_json(self.storage, self.layout.metrics, metrics_document(st, metrics))
+        if not cfg.save_intermediate:
+            best = ckpt.checkpoint_path(self.layout.prefix, ckpt.BEST)
+            if self.storage.exists(best):
+                self.storage.delete(best)
+        summary = {} if metrics is None else {
+            k: v for k, v in metrics.model_dump().items() if k not in ("model_uri", "run_uri")
+        }
+        self.wandb.finish(summary, files / "model.pt", artifact_name(cfg.tenant_id, self.options.run_name))
+        for path in WandbRun.offline_files(self.work_dir):
+            self.storage.upload_file(path, self.layout.wandb(path.relative_to(self.work_dir / "wandb").as_posix()))
+        self.write_meta(status=outcome, finished_at=finished, torchscript_error=torchscript_error,
+                        epochs_completed=st.epoch, stopped_early=st.stopped_early)
+        message = (
+            f"Training {'stopped early' if outcome == 'early_stopped' else 'completed'} after {st.epoch} epochs: "
+            + (f"best val mAP {metrics.mAP:.4f} (epoch {metrics.best_epoch}); " if metrics else "")
+            + f"model at {model_uri}"
+        )
+        log.info(message)
+        self.tracker.finish(Phase.completed, message, metrics)
+        return metrics
+
+
+def run_job(config: TrainingConfig, options: JobOptions, tracker: ProgressTracker) -> JobResult:
+    job = Job(config, options, tracker)
+    try:
+        return job.run()
+    finally:
+        job.wandb.close_quietly()
+        job.upload_log()

@@ -1,0 +1,88 @@
+"""Where a run's outputs live in storage: ``{tenant}/runs/{run}/``.
+
+::
+
+    config.json                  the resolved TrainingConfig
+    run.json                     run metadata: init source, device, data, timings, outcome
+    metrics.json                 per-epoch metrics and the final (best-epoch) ones
+    checkpoints/last.pt          full training state, every epoch (resume)
+    checkpoints/best.pt          best-epoch weights (kept with save_intermediate)
+    intermediate/epoch_NNNN.json per-epoch metrics (save_intermediate)
+    final/model.pt               state_dict of the best epoch
+    final/model.torchscript.pt   the same model as TorchScript (torch.jit.load, no Python code needed)
+    final/model.json             architecture, input size, normalisation, metrics, completed_at
+    logs/trainer.log             the trainer's log (uploaded every epoch and at exit)
+    wandb/                       offline wandb run files (when wandb ran offline)
+
+Warm starts look for ``{tenant}/runs/*/final/model.json`` and take the newest
+compatible one (``completed_at``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+def runs_prefix(tenant_id: str) -> str:
+    return f"{tenant_id}/runs"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    tenant_id: str
+    run_name: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{runs_prefix(self.tenant_id)}/{self.run_name}"
+
+    def path(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts))
+
+    @property
+    def config(self) -> str:
+        return self.path("config.json")
+
+    @property
+    def run_meta(self) -> str:
+        return self.path("run.json")
+
+    @property
+    def metrics(self) -> str:
+        return self.path("metrics.json")
+
+    @property
+    def final_model(self) -> str:
+        return self.path("final", "model.pt")
+
+    @property
+    def final_torchscript(self) -> str:
+        return self.path("final", "model.torchscript.pt")
+
+    @property
+    def final_meta(self) -> str:
+        return self.path("final", "model.json")
+
+    @property
+    def log(self) -> str:
+        return self.path("logs", "trainer.log")
+
+    def intermediate(self, epoch: int) -> str:
+        return self.path("intermediate", f"epoch_{epoch:04d}.json")
+
+    def wandb(self, relative: str) -> str:
+        return self.path("wandb", relative)
+
+
+def final_meta_path(tenant_id: str, run_name: str) -> str:
+    return RunLayout(tenant_id, run_name).final_meta
+
+
+def write_json(storage: Any, path: str, obj: Any) -> None:
+    storage.write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(storage: Any, path: str) -> Any:
+    return json.loads(storage.read_bytes(path))
