@@ -105,14 +105,15 @@ def status_response(job: JobRecord, status: str | None = None, message: str | No
 
 def summary(job: JobRecord) -> JobSummary:
     return JobSummary(
-        **status_response(job).model_dump(), tenant_id=job.tenant_id, run_name=job.run_name,
-        created_at=job.created_at,
+        status=job.phase, task_id=job.task_id, message=job.display_message(), progress=job.display_progress(),
+        tenant_id=job.tenant_id, run_name=job.run_name, created_at=job.created_at,
     )
 
 
 def detail(job: JobRecord) -> JobDetail:
     return JobDetail(
-        **summary(job).model_dump(),
+        status=job.phase, task_id=job.task_id, message=job.display_message(), progress=job.display_progress(),
+        tenant_id=job.tenant_id, run_name=job.run_name, created_at=job.created_at,
         reason=job.reason, spec=job.spec.model_dump(by_alias=True, mode="json", exclude_none=True),
         conditions=job.conditions, history=job.history, started_at=job.started_at,
         completed_at=job.completed_at, metrics=job.metrics, attempts=job.attempts,
@@ -152,9 +153,19 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
         title="LaxAI Training API",
         version=__version__,
         description=(
-            "Start, follow and cancel LaxAI training jobs (TrainingJobs). Every error response is "
-            '`{"error", "message", "details"}`. Job status values: pending, running, completed, '
-            "failed, cancelled."
+            "Start, follow and cancel LaxAI training jobs (TrainingJobs).\n\n"
+            "- Job status values: pending, running, completed, failed, cancelled.\n"
+            '- Every error response is `{"error", "message", "details"}`; a 422 lists each invalid '
+            "field with its location and reason (unknown keys included).\n"
+            "- `Idempotency-Key` header on POST: a retry with the same key (same tenant) returns the "
+            "first job; with a different body it is 409.\n"
+            "- `custom_name` names the run folder: while a job of the tenant with that name is pending "
+            "or running, another is 409 `run_name_in_use`; afterwards the name resumes from its checkpoint.\n"
+            "- With API keys on: send `X-API-Key` or `Authorization: Bearer`; a key bound to a tenant "
+            "sees only that tenant's jobs (others are 404) and may not name another tenant (403).\n"
+            "- The body may also carry TrainingJob run fields (gpus, resources, nodeSelector, "
+            "tolerations, backoffLimit, activeDeadlineSeconds, …): the kubernetes backend puts them in "
+            "the TrainingJob spec; the local backend records them and runs the trainer on its own machine."
         ),
         lifespan=lifespan,
     )

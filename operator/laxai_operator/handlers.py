@@ -25,7 +25,6 @@ tests/operator/test_ha.py, which runs two operators at once.
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 import kopf
@@ -43,8 +42,6 @@ TJ = (GROUP, VERSION, PLURAL)
 #: Handler attempts before the TrainingJob is failed (ReconcileError); backoff 1, 2, 4 … 60 s.
 RETRIES = 8
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
-
-STATE = SimpleNamespace(reconciler=None)
 
 
 def backoff(retry: int) -> float:
@@ -71,43 +68,44 @@ def trainingjob_phases(namespace: str, name: str, status: dict[str, Any], **_: A
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, trainingjob_phases: kopf.Index, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, trainingjob_phases: kopf.Index, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     options = OperatorSettings()
-    STATE.reconciler = Reconciler(Kube(load_config()), options)
+    memo.reconciler = Reconciler(Kube(load_config()), options)  # per operator (memo), not per process
     metrics.PHASES.source = lambda: [phase for store in list(trainingjob_phases.values()) for phase in store]
     metrics.serve(options.metrics_port)
 
 
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    if STATE.reconciler is not None:
-        STATE.reconciler.close()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("reconciler") is not None:
+        memo.reconciler.close()
 
 
-async def _reconcile(trigger: str, namespace: str, name: str, retry: int) -> None:
+async def _reconcile(memo: kopf.Memo, trigger: str, namespace: str, name: str, retry: int) -> None:
+    reconciler: Reconciler = memo.reconciler
     try:
-        await STATE.reconciler.reconcile(namespace, name, trigger)
+        await reconciler.reconcile(namespace, name, trigger)
     except (ApiException, NotOursYet, OSError) as exc:
         if retry + 1 >= RETRIES:
-            await STATE.reconciler.give_up(namespace, name, str(exc).strip())
+            await reconciler.give_up(namespace, name, str(exc).strip())
             return
         raise kopf.TemporaryError(f"{trigger}: {exc}", delay=backoff(retry)) from exc
 
 
 @kopf.on.create(*TJ, id="create", retries=RETRIES)
-async def on_create(namespace: str, name: str, retry: int, **_: Any) -> None:
-    await _reconcile("create", namespace, name, retry)
+async def on_create(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
+    await _reconcile(memo, "create", namespace, name, retry)
 
 
 @kopf.on.resume(*TJ, id="resume", retries=RETRIES)
-async def on_resume(namespace: str, name: str, retry: int, **_: Any) -> None:
-    await _reconcile("resume", namespace, name, retry)
+async def on_resume(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
+    await _reconcile(memo, "resume", namespace, name, retry)
 
 
 @kopf.on.update(*TJ, id="update", field="spec", retries=RETRIES)
-async def on_update(namespace: str, name: str, retry: int, **_: Any) -> None:
-    await _reconcile("update", namespace, name, retry)
+async def on_update(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
+    await _reconcile(memo, "update", namespace, name, retry)
 
 
 def _owner_name(body: kopf.Body) -> str | None:
@@ -117,14 +115,16 @@ def _owner_name(body: kopf.Body) -> str | None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def on_job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def on_job_event(memo: kopf.Memo, body: kopf.Body, event: kopf.RawEvent, namespace: str, **_: Any) -> None:
+    if event.get("type") == "ADDED" and not body.get("status"):
+        return  # our own fresh creation: the reconcile that made it has already mapped it
     name = _owner_name(body)
-    if name and STATE.reconciler is not None:
-        await STATE.reconciler.nudge(namespace, name, "job")
+    if name and memo.get("reconciler") is not None:
+        await memo.reconciler.nudge(namespace, name, "job")
 
 
 @kopf.on.event("v1", "pods", labels=OURS)
-async def on_pod_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def on_pod_event(memo: kopf.Memo, body: kopf.Body, namespace: str, **_: Any) -> None:
     name = _owner_name(body)
-    if name and STATE.reconciler is not None:
-        await STATE.reconciler.nudge(namespace, name, "pod")
+    if name and memo.get("reconciler") is not None:
+        await memo.reconciler.nudge(namespace, name, "pod")

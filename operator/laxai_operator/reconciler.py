@@ -73,7 +73,9 @@ class Reconciler:
         kube: Kube,
         settings: OperatorSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        post_events: Callable[[dict[str, Any], list[tuple[str, str, str]]], None] = events.post,
     ) -> None:
+        self.post_events = post_events
         self.kube = kube
         self.settings = settings
         self.clock = clock
@@ -156,8 +158,10 @@ class Reconciler:
             await self._write(tj, status, invalid_spec(status, _errors(exc), meta.get("generation"), now))
             return
         job_name = status.job_name or naming.job_name(name)
-        job = await self._job(namespace, name, meta["uid"], spec, status, job_name)
-        pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, job) if job else []
+        job, created = await self._job(namespace, name, meta["uid"], spec, status, job_name)
+        pods = []
+        if job is not None and not created:  # a Job created this instant has no pods yet
+            pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, job)
         decision = decide(status, spec, meta.get("generation"), job, pods, now, job_name)
         if decision.delete_job:
             await self.kube.delete_job(namespace, job_name)
@@ -172,30 +176,30 @@ class Reconciler:
 
     async def _job(
         self, namespace: str, name: str, uid: str, spec: TrainingJobSpec, status: TrainingJobStatus, job_name: str
-    ) -> dict[str, Any] | None:
-        """The TrainingJob's Job: read, created when it never existed, mutable fields synced."""
-        job = await self.kube.get_job(namespace, job_name)
-        if job is not None and not owned_by(job, uid):
-            if status.phase.terminal:
-                return None
-            raise NotOursYet(f"Job {job_name} belongs to another TrainingJob named {name}; waiting for its deletion")
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The TrainingJob's Job — created when it never existed, mutable fields synced — and
+        whether this call created it."""
         active = not status.phase.terminal and not spec.cancel
-        if job is None and active and not status.job_name:
+        if active and not status.job_name:
+            # Never recorded: create straight away (one request); 409 means an earlier run did.
             manifest = build_job(name, namespace, uid, spec, self.settings)
             try:
                 job = await self.kube.create_job(namespace, manifest)
                 log.info("created Job %s/%s", namespace, job_name)
+                return job, True
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-                job = await self.kube.get_job(namespace, job_name)  # made by an earlier run: adopt it
-                if job is None or not owned_by(job, uid):
-                    raise NotOursYet(f"Job {job_name} exists and is not this TrainingJob's") from exc
-        elif job is not None and active:
+        job = await self.kube.get_job(namespace, job_name)
+        if job is not None and not owned_by(job, uid):
+            if status.phase.terminal:
+                return None, False
+            raise NotOursYet(f"Job {job_name} belongs to another TrainingJob named {name}; waiting for its deletion")
+        if job is not None and active:
             patch = job_spec_patch(spec, job)
             if patch:
                 job = await self.kube.patch_job(namespace, job_name, patch) or job
-        return job
+        return job, False
 
     async def _write(self, tj: dict[str, Any], old: TrainingJobStatus, decision: Decision) -> None:
         meta = tj["metadata"]
@@ -203,7 +207,7 @@ class Reconciler:
         if patch != status_patch(old):
             await self.kube.patch_trainingjob_status(meta["namespace"], meta["name"], patch)
         if decision.events:
-            events.post(tj, decision.events)
+            self.post_events(tj, decision.events)
 
     # ---- timers --------------------------------------------------------------------
 

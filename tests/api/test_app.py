@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from laxai_trainer.status import Phase
-from tests.api.conftest import NAMESPACE, SHORT, TRAININGJOBS, wait_status
+from tests.api.conftest import LONG, NAMESPACE, SHORT, TRAININGJOBS, wait_status
 from tests.contract_cases import SEED_REQUEST
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,8 +41,15 @@ async def test_root_docs_redoc_openapi_metrics(api):
     for code in ("401", "403", "409", "422", "503"):
         assert post["responses"][code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     await api.client.get("/api/v1/train/jobs")
+    await api.client.get("/api/v1/train/missing/status")
+    task_id = await api.running_job()
+    assert (await api.client.delete(f"/api/v1/train/{task_id}")).status_code == 200
     metrics = (await api.client.get("/metrics")).text
     assert 'laxai_api_requests_total{method="GET",route="/api/v1/train/jobs",status="200"} 1.0' in metrics
+    assert 'laxai_api_requests_total{method="GET",route="/api/v1/train/{task_id}/status",status="404"} 1.0' in metrics
+    assert f'laxai_api_jobs_submitted_total{{backend="{api.kind}"}} 1.0' in metrics
+    assert f'laxai_api_jobs_cancelled_total{{backend="{api.kind}"}} 1.0' in metrics
+    assert "laxai_api_request_seconds_bucket" in metrics
 
 
 async def test_health_ok(api):
@@ -195,7 +202,7 @@ async def test_list_newest_first_filters_and_pages(api):
 
 async def test_list_status_filter(api):
     done = await api.finished_job()
-    queued = await api.submit()
+    queued = await api.submit(extra=LONG)
     completed = (await api.client.get("/api/v1/train/jobs", params={"status": "completed"})).json()
     assert [j["task_id"] for j in completed["jobs"]] == [done]
     assert queued not in [j["task_id"] for j in completed["jobs"]]

@@ -11,7 +11,7 @@ from tests.support.fixtures import kube_api_client, kube_emulator, kube_env  # n
 
 
 @pytest.fixture()
-def operator_env(kube_env, monkeypatch):
+def operator_env(kube_env, monkeypatch):  # noqa: F811  (the imported fixture)
     """Operator settings for tests: no fixed ports (several operators run in one process)."""
     monkeypatch.setenv("LAXAI_METRICS_PORT", "0")
     monkeypatch.setenv("LAXAI_HEALTH_PORT", "0")

@@ -20,7 +20,9 @@ tests/conftest.py. Usage::
 
 Helpers (no HTTP, thread-safe): ``get``, ``objects``, ``history``, ``create``, ``patch``,
 ``patch_status``, ``delete``, ``set_pod_log``, ``make_pod_for_job``, ``set_job_status``,
-``set_pod_status``, ``wait_for``, ``wait_for_object``; ``url``, ``kubeconfig_path``,
+``set_pod_status``, ``wait_for``, ``wait_for_object``, ``inject_failure`` (e.g.
+``inject_failure("PATCH", r"/trainingjobs/tj1/status$", 500, times=2)``), ``clear_failures``;
+``url``, ``kubeconfig_path``,
 ``api_client()``; ``emulator`` is the kmock-based server (``emulator.objects``,
 ``emulator.requests``, kmock reactions for fault injection via ``call``).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import pathlib
 import warnings
@@ -107,10 +108,16 @@ def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:
 
 
 def load_crds(paths: Iterable[str | pathlib.Path]) -> list[dict[str, Any]]:
-    """All CustomResourceDefinition documents in the given YAML files."""
+    """All CustomResourceDefinition documents in the given YAML files (parsed once per file version)."""
     crds = []
     for path in paths:
-        for doc in yaml.safe_load_all(pathlib.Path(path).read_text()):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                crds.append(doc)
+        stat = pathlib.Path(path).stat()
+        crds.extend(copy.deepcopy(_parse_crds(str(pathlib.Path(path).resolve()), stat.st_mtime_ns, stat.st_size)))
     return crds
+
+
+@functools.cache
+def _parse_crds(path: str, mtime_ns: int, size: int) -> tuple[dict[str, Any], ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    docs = yaml.load_all(pathlib.Path(path).read_text(), Loader=loader)
+    return tuple(doc for doc in docs if doc and doc.get("kind") == "CustomResourceDefinition")

@@ -34,7 +34,8 @@ faults), but serves every Kubernetes request with its own semantics:
 - CRDs (``crds/trainingjob.yaml``): the API server's pruning of undeclared fields and
   nulls (a ``Warning`` header, or 422 with ``fieldValidation=Strict``), ``default``s, and
   openAPIV3Schema validation → 422 Invalid naming each field;
-- pods/log from ``set_pod_log`` (``tailLines``); ``dryRun=All``.
+- pods/log from ``set_pod_log`` (``tailLines``); ``dryRun=All``;
+- fault injection: ``inject_failure(method, path_regex, status, times)`` (or kmock's DSL).
 
 Not emulated (only a real API server or controllers do these; the kind e2e suite covers
 them): CEL ``x-kubernetes-validations`` (immutability rules), ``format``, list-type
@@ -43,12 +44,16 @@ authentication (any request is allowed), admission, controllers (nothing runs Jo
 Pods: tests set their status), graceful pod termination (pods go at once), foreground
 deletion ordering (treated as background), consistent snapshots for ``continue`` (pages
 read live data), ``resourceVersionMatch``, protobuf/CBOR.
+
+Pinned to kmock==0.8: it relies on kmock's ``Request._parse``, ``Root._requests``/``_payloads``,
+``ObjectsArray``/``Object.history`` and the bundled discovery data (``resources.load_bundled``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import datetime
 import json
@@ -203,6 +208,29 @@ class _Watcher:
         return None
 
 
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+            410: "Gone", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
+            503: "ServiceUnavailable", 504: "Timeout"}
+
+
+@dataclass(eq=False)
+class InjectedFailure:
+    """Requests matching ``method`` and the ``path`` regex (searched in path?query) fail with ``status``.
+
+    ``times`` failures, then it is spent (None: forever); ``hits`` counts the failed requests.
+    """
+
+    method: str | None
+    path: re.Pattern[str]
+    status: int = 500
+    times: int | None = 1
+    message: str = "injected failure"
+    hits: int = 0
+
+    def matches(self, method: str, target: str) -> bool:
+        return (self.method is None or self.method.upper() == method) and bool(self.path.search(target))
+
+
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesEmulator):
     """kmock's KubernetesEmulator with the API server semantics listed in the module docstring.
@@ -225,6 +253,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _watchers: set[_Watcher] = attrs.field(factory=set, init=False)
     _events: deque[tuple[int, Kind, str, Obj | None, Obj]] = attrs.field(factory=deque, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    failures: list[InjectedFailure] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         # kmock's own fallback reactions are replaced by _dispatch(); user reactions stay possible.
@@ -666,7 +695,27 @@ class KubeEmulator(kmock.KubernetesEmulator):
             self.internal_errors.append(e)
             return _json_response(ApiError(500, "InternalError", f"emulator error: {e!r}").status(), 500)
 
+    def inject_failure(self, method: str | None, path: str, status: int = 500, times: int | None = 1,
+                       message: str = "injected failure") -> InjectedFailure:
+        """Make matching requests fail with a ``Status`` body (see ``InjectedFailure``)."""
+        failure = InjectedFailure(method, re.compile(path), status, times, message)
+        self.failures.append(failure)
+        return failure
+
+    def _injected(self, request: rendering.Request) -> None:
+        raw = request._raw_request
+        assert raw is not None
+        target = raw.path_qs
+        for failure in list(self.failures):
+            if failure.matches(raw.method.upper(), target):
+                failure.hits += 1
+                if failure.times is not None and failure.hits >= failure.times:
+                    self.failures.remove(failure)
+                raise ApiError(failure.status, _REASONS.get(failure.status, "InternalError"), failure.message)
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.failures:
+            self._injected(request)
         if self._payloads:  # reactions added through kmock's DSL (e.g. fault injection) go first
             response = await self._react(request)
             if response is not None:
@@ -674,7 +723,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return await self._dispatch(request)
 
     async def _react(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
-        ordered = sorted(self._payloads, key=lambda p: tuple(-x for x in p.priorities), reverse=False)
+        # Highest priority first, as kmock orders them: priorities padded with zeros to one length.
+        width = max(len(p.priorities) for p in self._payloads)
+        ordered = sorted(self._payloads, key=lambda p: tuple(-x for x in p.priorities) + (0,) * (
+            width - len(p.priorities)))
         for payload in ordered:
             if request in payload._source and not payload._disabled.is_set():
                 try:
@@ -744,6 +796,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if patch_type is None:
                 raise ApiError(415, "UnsupportedMediaType", f"the patch content type {content_type!r} is not "
                                f"supported by the emulator (supported: {', '.join(_PATCH_TYPES)})")
+            if patch_type == "strategic" and _directives(request.data):
+                raise bad_request(f"strategic merge patch directives {sorted(_directives(request.data))} are not "
+                                  "supported by the emulator (it applies strategic merge patches as merge patches)")
             if patch_type == "strategic" and kind.custom:
                 raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                                "accepted media types include: application/json-patch+json, "
@@ -826,14 +881,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
                         if event is None:
                             break
                         await response.write(json.dumps(event).encode() + b"\n")
-        except (TimeoutError, ConnectionResetError, asyncio.CancelledError):
+            await response.write_eof()
+        except TimeoutError:  # timeoutSeconds: the server ends the stream, as Kubernetes does
+            with contextlib.suppress(ConnectionResetError):
+                await response.write_eof()
+        except ConnectionResetError:  # the client went away
             pass
         finally:
             self._watchers.discard(watcher)
-        try:
-            await response.write_eof()
-        except ConnectionResetError:
-            pass
         return response
 
     def close_watches(self) -> None:
@@ -900,6 +955,20 @@ def _version_priority(version: str) -> tuple[int, int, int]:
         return (3, 0, 0)
     stability = {"alpha": 2, "beta": 1, None: 0}[m[2]]
     return (stability, -int(m[1]), -int(m[3] or 0))
+
+
+def _directives(patch: Any) -> set[str]:
+    """Strategic-merge-patch directives ($patch, $retainKeys, $setElementOrder/…) anywhere in a patch."""
+    found: set[str] = set()
+    if isinstance(patch, dict):
+        for key, value in patch.items():
+            if isinstance(key, str) and key.startswith("$"):
+                found.add(key.split("/")[0])
+            found |= _directives(value)
+    elif isinstance(patch, list):
+        for item in patch:
+            found |= _directives(item)
+    return found
 
 
 def _spec_part(obj: Obj) -> Obj:

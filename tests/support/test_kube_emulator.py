@@ -400,8 +400,7 @@ def test_watch_from_a_compacted_resource_version_is_410_gone(tmp_path):
 def test_deleting_a_trainingjob_garbage_collects_its_jobs_and_their_pods(kube_emulator, custom, batch, core):
     owner = create_tj(custom, tj("gc"))
     created = batch.create_namespaced_job("default", job("gc-trainer", owner))
-    pod = kube_emulator.make_pod_for_job(created.to_dict() | {"metadata": {
-        "name": created.metadata.name, "namespace": "default", "uid": created.metadata.uid}})
+    pod = kube_emulator.make_pod_for_job(created)  # a V1Job is fine, as is a dict or a name
     assert pod["metadata"]["ownerReferences"][0]["uid"] == created.metadata.uid
     unrelated = batch.create_namespaced_job("default", job("unrelated"))
     custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "gc")
@@ -412,8 +411,7 @@ def test_deleting_a_trainingjob_garbage_collects_its_jobs_and_their_pods(kube_em
 
 
 def test_deleting_a_job_without_propagation_policy_orphans_its_pods_as_kubernetes_does(kube_emulator, batch):
-    created = batch.create_namespaced_job("default", job("orphaning")).to_dict()
-    created["metadata"]["namespace"] = "default"
+    batch.create_namespaced_job("default", job("orphaning"))
     pod = kube_emulator.make_pod_for_job("orphaning", "default")
     status, headers, _ = http(kube_emulator, "DELETE", "/apis/batch/v1/namespaces/default/jobs/orphaning")
     assert status == 200 and "child pods are preserved" in headers["Warning"]
@@ -568,3 +566,122 @@ def test_kmock_reactions_still_inject_faults(kube_emulator, core):
         core.list_namespaced_config_map("default")
     assert e.value.status == 503
     assert core.list_namespaced_secret("default").items == []
+
+
+def test_job_crud_with_the_typed_client(kube_emulator, batch):
+    created = batch.create_namespaced_job("default", job("crud"))
+    assert [j.metadata.name for j in batch.list_namespaced_job("default").items] == ["crud"]
+    created.spec.backoff_limit = 3
+    replaced = batch.replace_namespaced_job("crud", "default", created)
+    assert replaced.spec.backoff_limit == 3 and replaced.metadata.generation == 2
+    status = batch.patch_namespaced_job_status("crud", "default", {"status": {"active": 1}})
+    assert status.status.active == 1 and status.metadata.generation == 2
+    batch.delete_namespaced_job("crud", "default", propagation_policy="Background")
+    assert batch.list_namespaced_job("default").items == []
+    assert kube_emulator.history("batch/v1/jobs", "default", "crud")[-1] is None
+
+
+def test_concurrent_writers_with_the_same_resource_version_conflict(kube_emulator, custom):
+    base = create_tj(custom, tj("race"))
+    outcomes: list[int] = []
+
+    def replace(gpus: int) -> None:
+        body = dict(base, spec={**base["spec"], "gpus": gpus})
+        try:
+            custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "race", body)
+            outcomes.append(200)
+        except ApiException as e:
+            outcomes.append(e.status)
+
+    threads = [threading.Thread(target=replace, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(outcomes) == [200] + [409] * 7
+    assert kube_emulator.get(TJ, "default", "race")["metadata"]["generation"] == 2
+
+
+def test_store_helpers_mirror_the_api(kube_emulator, custom):
+    kube_emulator.create(TJ, tj("h1", labels={"tenant": "a"}), namespace="default")
+    kube_emulator.create(TJ, tj("h2", labels={"tenant": "b"}), namespace="other")
+    assert [o["metadata"]["name"] for o in kube_emulator.objects(TJ)] == ["h1", "h2"]
+    assert [o["metadata"]["name"] for o in kube_emulator.objects("tj", label_selector="tenant=b")] == ["h2"]
+    assert [o["metadata"]["name"] for o in kube_emulator.objects("TrainingJob", "default")] == ["h1"]
+    kube_emulator.patch_status(TJ, "default", "h1", {"phase": "running"})
+    kube_emulator.patch(TJ, "default", "h1", {"spec": {"gpus": 2}})
+    seen = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "h1")
+    assert seen["status"]["phase"] == "running" and seen["spec"]["gpus"] == 2
+    assert [v["metadata"]["generation"] for v in kube_emulator.history(TJ, "default", "h1")] == [1, 1, 2]
+    with pytest.raises(TimeoutError, match="h1"):
+        kube_emulator.wait_for_object(TJ, "default", "h1", lambda o: o["spec"]["gpus"] == 9, timeout=0.2)
+    kube_emulator.delete(TJ, "default", "h1")
+    assert kube_emulator.get(TJ, "default", "h1") is None
+
+
+async def test_async_clients_on_another_loop(kube_emulator):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{kube_emulator.url}/api/v1/namespaces") as response:
+            names = [item["metadata"]["name"] for item in (await response.json())["items"]]
+    assert response.status == 200 and "default" in names
+
+
+def test_closed_watches_are_forgotten(kube_emulator, custom):
+    with urllib.request.urlopen(f"{kube_emulator.url}{TJ_PATH}?watch=true", timeout=10) as response:
+        create_tj(custom, tj("first"))
+        assert json.loads(response.readline())["type"] == "ADDED"
+    assert kube_emulator.call(lambda: len(kube_emulator.emulator._watchers)) == 1
+    create_tj(custom, tj("second"))  # writing to the closed stream fails and ends it
+    kube_emulator.wait_for(lambda: kube_emulator.call(lambda: not kube_emulator.emulator._watchers),
+                           timeout=5, message="the closed watch to be dropped")
+
+
+def test_emulator_bugs_answer_500_and_are_recorded(tmp_path, monkeypatch):
+    from tests.support.kube_emulator import KubeEmulator
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(KubeEmulator, "list_objects", broken)
+    with ThreadedKubeEmulator(workdir=tmp_path) as emu:
+        status, _, body = http(emu, "GET", TJ_PATH)
+        assert status == 500 and body["reason"] == "InternalError" and "boom" in body["message"]
+        assert [str(e) for e in emu.internal_errors] == ["boom"]
+
+
+def test_strategic_merge_directives_are_refused_not_misapplied(kube_emulator, batch):
+    batch.create_namespaced_job("default", job("directive"))
+    status, _, body = http(kube_emulator, "PATCH", "/apis/batch/v1/namespaces/default/jobs/directive",
+                           {"metadata": {"labels": {"$patch": "replace"}}}, "application/strategic-merge-patch+json")
+    assert status == 400 and "$patch" in body["message"]
+
+
+def test_orphan_propagation_keeps_dependents_without_their_owner_reference(kube_emulator, custom, batch):
+    owner = create_tj(custom, tj("orphan-owner"))
+    batch.create_namespaced_job("default", job("orphan-job", owner))
+    custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "orphan-owner",
+                                           propagation_policy="Orphan")
+    kept = kube_emulator.get("batch/v1/jobs", "default", "orphan-job")
+    assert kept is not None and "ownerReferences" not in kept["metadata"]
+
+
+def test_injected_failures_hit_matching_requests_a_set_number_of_times(kube_emulator, custom):
+    create_tj(custom, tj("flaky"))
+    failure = kube_emulator.inject_failure("PATCH", r"/trainingjobs/flaky/status$", status=503, times=2)
+    for _ in range(2):
+        with pytest.raises(ApiException) as e:
+            custom.patch_namespaced_custom_object_status(GROUP, VERSION, "default", PLURAL, "flaky",
+                                                         {"status": {"phase": "running"}})
+        assert e.value.status == 503 and json.loads(e.value.body)["reason"] == "ServiceUnavailable"
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "flaky", {"spec": {"gpus": 2}})
+    done = custom.patch_namespaced_custom_object_status(GROUP, VERSION, "default", PLURAL, "flaky",
+                                                        {"status": {"phase": "running"}})
+    assert done["status"]["phase"] == "running" and failure.hits == 2
+    kube_emulator.inject_failure(None, r"/namespaces/default/trainingjobs", status=500, times=None)
+    for _ in range(3):
+        with pytest.raises(ApiException):
+            custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
+    kube_emulator.clear_failures()
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]

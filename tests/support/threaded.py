@@ -22,7 +22,7 @@ import aiohttp.web
 import yaml
 
 from tests.support.kinds import TRAININGJOB_CRD, load_crds
-from tests.support.kube_emulator import KubeEmulator, Obj, now_rfc3339
+from tests.support.kube_emulator import InjectedFailure, KubeEmulator, Obj, now_rfc3339
 
 T = TypeVar("T")
 TRAININGJOBS = "training.laxai.io/v1alpha1/trainingjobs"
@@ -203,6 +203,18 @@ class ThreadedKubeEmulator:
         return self.call(lambda: copy.deepcopy(self.emulator.delete_object(
             self.emulator.kind(resource), namespace, name, propagation=propagation)))
 
+    def inject_failure(self, method: str | None, path: str, status: int = 500, times: int | None = 1,
+                       message: str = "injected failure") -> InjectedFailure:
+        """The next ``times`` requests whose path?query matches the regex ``path`` fail with ``status``.
+
+        E.g. ``inject_failure("PATCH", r"/trainingjobs/tj1/status$", 500, times=2)``; the result's
+        ``hits`` counts the failed requests; ``times=None`` fails until ``clear_failures()``.
+        """
+        return self.call(self.emulator.inject_failure, method, path, status, times, message)
+
+    def clear_failures(self) -> None:
+        self.call(self.emulator.failures.clear)
+
     def set_pod_log(self, namespace: str, pod: str, text: str) -> None:
         """What ``GET pods/<pod>/log`` answers from now on."""
         def write() -> None:
@@ -215,14 +227,18 @@ class ThreadedKubeEmulator:
         """Merge ``status`` into a Job's status (e.g. {'active': 1} or a Failed condition)."""
         return self.patch_status(JOBS, namespace, name, status)
 
-    def make_pod_for_job(self, job: Obj | str, namespace: str | None = None, *, phase: str = "Running",
+    def make_pod_for_job(self, job: Obj | str | Any, namespace: str | None = None, *, phase: str = "Running",
                          name: str | None = None, container_statuses: list[Obj] | None = None,
                          status: Obj | None = None) -> Obj:
         """Create a pod as the Job controller would: its labels, ownerReference and template.
 
-        ``job`` is the Job object or its name (then ``namespace`` is needed). ``status`` is
+        ``job`` is the Job (a dict or a V1Job) or its name (then ``namespace`` is needed). ``status`` is
         merged over ``{'phase': phase, 'containerStatuses': container_statuses}``.
         """
+        if not isinstance(job, dict | str):  # a typed kubernetes.client model, e.g. V1Job
+            import kubernetes.client
+
+            job = kubernetes.client.ApiClient().sanitize_for_serialization(job)
         if isinstance(job, str):
             assert namespace is not None, "namespace is needed when the Job is given by name"
             found = self.get(JOBS, namespace, job)

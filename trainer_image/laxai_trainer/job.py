@@ -34,7 +34,8 @@ import torch
 from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.init_weights import InitSource, initialise
-from laxai_trainer.model import INPUT_SIZE, architecture, build_model
+from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
+from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
 from laxai_trainer.run_layout import RunLayout, write_json
 from laxai_trainer.status import Metrics, Phase
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Least seconds between two mid-epoch progress reports (each epoch end always reports).
 STEP_REPORT_SECONDS = 30.0
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -163,6 +162,17 @@ class Job:
         except Exception as exc:  # logs are best effort; the run's results are not
             log.warning("could not upload the log to %s: %s", self.storage.uri(self.layout.log), exc)
 
+    def upload_wandb_files(self) -> None:
+        """Offline wandb files to {run}/wandb/ (``wandb sync`` can publish them later)."""
+        if self.wandb.mode != "offline":
+            return
+        root = self.work_dir / "wandb"
+        pairs = [(p, self.layout.wandb(p.relative_to(root).as_posix())) for p in WandbRun.offline_files(self.work_dir)]
+        try:
+            self.storage.upload_many(pairs)
+        except Exception as exc:  # wandb must never fail the job
+            log.warning("could not upload the offline wandb files: %s", exc)
+
     def write_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
         write_json(self.storage, self.layout.run_meta, self.meta)
@@ -173,20 +183,16 @@ class Job:
         from laxai_trainer.sync import sync_datasets
 
         tenant = self.config.tenant_id
-        self.tracker.update(message=f"Syncing datasets of tenant {tenant} from {self.storage.uri(tenant)}")
+        self.tracker.update(message=f"Listing datasets of tenant {tenant} in {self.storage.uri(tenant)}")
 
-        def on_progress(found: int, processed: int) -> None:
-            self.tracker.update(
-                datasets_found=found,
-                datasets_processed=processed,
-                message=f"Synced {processed}/{found} datasets of tenant {tenant}",
-            )
+        def on_progress(found: int, processed: int, message: str) -> None:
+            self.tracker.update(datasets_found=found, datasets_processed=processed, message=message)
 
         result = sync_datasets(
             self.storage, tenant, self.options.cache_dir / "datasets", frames=self.config.frames,
             on_progress=on_progress,
         )
-        self.tracker.update(datasets_found=result.found, datasets_processed=result.processed)
+        self.write_meta(sync=result.as_dict())
         return list(result.dataset_dirs)
 
     def loaders(self, dataset_dirs: list[Path], device: torch.device) -> tuple[Any, Any, dict[str, Any]]:
@@ -264,7 +270,7 @@ class Job:
         total = self.config.training_kwargs.num_epochs
         self.tracker.epoch_done(
             record["epoch"],
-            record["train_seconds"] + 0.0,
+            record["epoch_seconds"],
             total_epochs=total,
             current_loss=record["train_loss"],
             best_loss=st.best_val_loss,
@@ -371,8 +377,7 @@ class Job:
             k: v for k, v in metrics.model_dump().items() if k not in ("model_uri", "run_uri")
         }
         self.wandb.finish(summary, files / "model.pt", artifact_name(cfg.tenant_id, self.options.run_name))
-        for path in WandbRun.offline_files(self.work_dir):
-            self.storage.upload_file(path, self.layout.wandb(path.relative_to(self.work_dir / "wandb").as_posix()))
+        self.upload_wandb_files()
         self.write_meta(status=outcome, finished_at=finished, torchscript_error=torchscript_error,
                         epochs_completed=st.epoch, stopped_early=st.stopped_early)
         message = (

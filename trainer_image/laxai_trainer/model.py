@@ -24,11 +24,11 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
 from laxai_trainer.config import ModelKwargs
+from laxai_trainer.data import INPUT_SIZE
+
+__all__ = ["CBAM", "INPUT_SIZE", "ReIDNet", "build_model"]
 
 log = logging.getLogger(__name__)
-
-#: Input size (height, width) the network is trained for.
-INPUT_SIZE = (120, 80)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 BACKBONE_FEATURES = 512

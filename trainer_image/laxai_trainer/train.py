@@ -269,10 +269,12 @@ class Trainer:
             restore_rng(self._resume_rng)  # resumed at an epoch boundary
         while self.state.epoch < total and not self.state.stopped_early:
             epoch = self.state.epoch + 1
+            started = time.perf_counter()
             if not self.train_epoch(epoch, hooks):
                 hooks.preempted(self)
                 return "preempted"
             record, improved = self.end_epoch(epoch, self.validate())
+            record["epoch_seconds"] = time.perf_counter() - started  # training + validation
             self._resume_rng = capture_rng()
             log.info(
                 "epoch %d/%d: train loss %.4f, val loss %.4f, rank-1 %.3f, rank-5 %.3f, rank-10 %.3f, "

@@ -7,7 +7,13 @@ import pytest
 
 from laxai_api.app import create_app
 from laxai_api.backends.base import JobRecord, ListQuery
-from laxai_api.backends.kubernetes import KubernetesBackend, page_of, record_from_object, sortable_time
+from laxai_api.backends.kubernetes import (
+    KubernetesBackend,
+    page_of,
+    record_from_object,
+    sort_key,
+    sortable_time,
+)
 from laxai_operator.resource import TrainingJobSpec
 from tests.api.conftest import NAMESPACE, TRAININGJOBS, local_settings, serve
 from tests.support.threaded import ThreadedKubeEmulator
@@ -111,13 +117,13 @@ def test_sortable_time_orders_mixed_resolutions():
 
 def test_pages_are_newest_first_and_stable_under_inserts():
     jobs = [_job(f"j{i}", f"2026-01-01T00:00:{i:02d}Z") for i in range(5)]
-    first = page_of(jobs, ListQuery(limit=2))
-    assert [j.task_id for j in first.jobs] == ["j4", "j3"] and first.total == 5
+    total, first, token = page_of(jobs, ListQuery(limit=2), sort_key)
+    assert [j.task_id for j in first] == ["j4", "j3"] and total == 5
     jobs.append(_job("j9", "2026-01-01T00:01:00Z"))  # a new job does not shift later pages
-    second = page_of(jobs, ListQuery(limit=2, continue_token=first.next_token))
-    assert [j.task_id for j in second.jobs] == ["j2", "j1"]
-    last = page_of(jobs, ListQuery(limit=2, continue_token=second.next_token))
-    assert [j.task_id for j in last.jobs] == ["j0"] and last.next_token is None
+    _, second, token = page_of(jobs, ListQuery(limit=2, continue_token=token), sort_key)
+    assert [j.task_id for j in second] == ["j2", "j1"]
+    _, last, token = page_of(jobs, ListQuery(limit=2, continue_token=token), sort_key)
+    assert [j.task_id for j in last] == ["j0"] and token is None
 
 
 def test_unreadable_specs_are_skipped_not_500():
@@ -125,3 +131,11 @@ def test_unreadable_specs_are_skipped_not_500():
     partial = record_from_object({"metadata": {"name": "y"}, "spec": {"tenant_id": "t1", "training_kwargs": "junk"},
                                   "status": {"phase": "running", "progress": "junk"}})
     assert partial.tenant_id == "t1" and partial.phase.value == "running"
+
+
+async def test_run_fields_reach_the_trainingjob_spec(kapi, kube_emulator):
+    body = {"tenant_id": "tenant1", "gpus": 0, "resources": {"cpu": "2", "memory": "4Gi"},
+            "nodeSelector": {"pool": "cpu"}, "backoffLimit": 1, "activeDeadlineSeconds": 600}
+    task_id = (await kapi.post("/api/v1/train", json=body)).json()["task_id"]
+    spec = kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id)["spec"]
+    assert {k: spec[k] for k in body} == body

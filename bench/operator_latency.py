@@ -1,0 +1,160 @@
+"""Operator latency: create N TrainingJobs at once, time CR created -> Job created.
+
+    python bench/operator_latency.py [--sizes 1 100 500]
+
+For each N: a fresh Kubernetes API emulator (tests/support, loopback) and a fresh operator
+*process* (``laxai-operator run``, KUBECONFIG pointing at the emulator), so the operator's
+peak RSS (VmHWM from /proc, Linux) is its own and not mixed with the emulator's or this
+script's. Once the operator's liveness endpoint answers, N TrainingJobs are written
+straight into the emulator's store in one burst (after one warm-up TrainingJob, so the
+operator's watches are up); a watch on Jobs (over HTTP, like any
+client) stamps each Job's arrival. Latency = Job seen - its TrainingJob written
+(monotonic clock, both in this process). Prints p50 / p99 / max, the time until the last
+Job, the operator's peak RSS and the CPU seconds it spent on the burst.
+
+The emulator shares this process and the machine's cores with the operator, so the figures
+are an upper bound for the operator's own cost; on a real API server the round trips differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.threaded import ThreadedKubeEmulator  # noqa: E402
+
+NS = "default"
+TJS = "training.laxai.io/v1alpha1/trainingjobs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to tell the operator's cost from the emulator's."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def watch_jobs(emu: ThreadedKubeEmulator, seen: dict[str, float], stop: threading.Event) -> None:
+    import kubernetes
+
+    api = kubernetes.client.BatchV1Api(emu.api_client())
+    w = kubernetes.watch.Watch()
+    while not stop.is_set():
+        for event in w.stream(api.list_namespaced_job, NS, timeout_seconds=1, _preload_content=False):
+            if event["type"] == "ADDED":
+                obj = event["raw_object"]
+                seen.setdefault(obj["metadata"]["name"], time.monotonic())
+            if stop.is_set():
+                break
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def run_once(n: int, timeout: float) -> dict[str, float]:
+    with ThreadedKubeEmulator() as emu:
+        health = free_port()
+        env = {**os.environ, "KUBECONFIG": str(emu.kubeconfig_path), "LAXAI_WATCH_NAMESPACES": NS,
+               "LAXAI_METRICS_PORT": "0", "LAXAI_HEALTH_PORT": str(health), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "laxai_operator.cli", "run", "--log-format", "plain"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_jobs, args=(emu, seen, stop), daemon=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError("the operator did not become ready") from None
+                    time.sleep(0.1)
+            watcher.start()
+            # Ready = watches established: one warm-up TrainingJob round trip before the burst.
+            emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                             "metadata": {"name": "warmup", "namespace": NS}, "spec": {"tenant_id": "bench"}},
+                       namespace=NS)
+            emu.wait_for(lambda: "tj-warmup" in seen, timeout=60, message="warm-up Job")
+            created: dict[str, float] = {}
+            cpu_before = cpu_seconds(proc.pid)
+            burst_start = time.monotonic()
+            for i in range(n):
+                name = f"bench-{i:04d}"
+                emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                                 "metadata": {"name": name, "namespace": NS},
+                                 "spec": {"tenant_id": "bench", "gpus": 1}}, namespace=NS)
+                created[f"tj-{name}"] = time.monotonic()
+            burst = time.monotonic() - burst_start
+            end = time.monotonic() + timeout
+            while len(seen.keys() & created.keys()) < n and time.monotonic() < end:
+                time.sleep(0.05)
+            done = seen.keys() & created.keys()
+            if len(done) < n:
+                print(f"  warning: only {len(done)}/{n} Jobs within {timeout}s", file=sys.stderr)
+            latencies = [seen[k] - created[k] for k in done]
+            rss = peak_rss_mib(proc.pid)
+            cpu = cpu_seconds(proc.pid) - cpu_before
+        finally:
+            stop.set()
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return {
+        "n": n, "done": len(latencies), "burst_s": burst,
+        "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
+        "max_ms": 1000 * max(latencies), "mean_ms": 1000 * statistics.fmean(latencies),
+        "all_s": max(seen[k] for k in done) - burst_start, "peak_rss_mib": rss or float("nan"), "cpu_s": cpu,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 500])
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for all Jobs of one size")
+    args = parser.parse_args(argv)
+    print(f"{'N':>5} {'jobs':>5} {'burst s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'all done s':>10} "
+          f"{'peak RSS MiB':>12} {'op CPU s':>8}")
+    for n in args.sizes:
+        r = run_once(n, args.timeout)
+        print(f"{r['n']:>5} {r['done']:>5} {r['burst_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
+              f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""laxai_operator.reconciler against the API emulator, driven directly (no kopf)."""
+
+from __future__ import annotations
+
+import pytest
+
+from laxai_operator.job_builder import build_job
+from laxai_operator.kube import Kube
+from laxai_operator.reconciler import NotOursYet, Reconciler
+from laxai_operator.resource import TrainingJobSpec
+from laxai_operator.settings import OperatorSettings
+from tests.operator.conftest import JOBS, NS, TJS, make_tj, status_of
+
+
+@pytest.fixture()
+def reconciler(operator_env):
+    r = Reconciler(Kube(operator_env.api_client()), OperatorSettings(),
+                   post_events=lambda body, evs: r.posted.extend((body["metadata"]["name"], *e) for e in evs))
+    r.posted = []
+    yield r
+    r.close()
+
+
+async def test_reconcile_is_idempotent(operator_env, reconciler):
+    emu = operator_env
+    make_tj(emu, "run-1")
+    for _ in range(3):
+        await reconciler.reconcile(NS, "run-1", "test")
+    assert len(emu.objects(JOBS, NS)) == 1
+    assert [h["reason"] for h in status_of(emu, "run-1")["history"]] == ["JobCreated"]
+    assert reconciler.posted == [("run-1", "Normal", "JobCreated", "pending: Job tj-run-1 created; waiting for its pod")]
+    versions = emu.history(TJS, NS, "run-1")
+    await reconciler.reconcile(NS, "run-1", "test")
+    assert emu.history(TJS, NS, "run-1") == versions  # nothing changed: nothing written
+
+
+async def test_a_job_of_an_older_namesake_is_not_adopted(operator_env, reconciler):
+    emu = operator_env
+    tj = make_tj(emu, "run-1")
+    spec = TrainingJobSpec.model_validate(tj["spec"])
+    emu.create(JOBS, build_job("run-1", NS, "uid-of-a-deleted-trainingjob", spec, OperatorSettings()), namespace=NS)
+    with pytest.raises(NotOursYet):
+        await reconciler.reconcile(NS, "run-1", "test")
+    assert status_of(emu, "run-1").get("jobName") is None
+
+
+async def test_give_up_fails_with_the_error(operator_env, reconciler):
+    emu = operator_env
+    make_tj(emu, "run-1")
+    await reconciler.give_up(NS, "run-1", "(500) etcd unavailable")
+    st = status_of(emu, "run-1")
+    assert (st["phase"], st["reason"]) == ("failed", "ReconcileError") and "etcd unavailable" in st["message"]
+    assert [e[1:3] for e in reconciler.posted] == [("Warning", "ReconcileError")]
+    await reconciler.reconcile(NS, "run-1", "test")  # terminal: no Job is created afterwards
+    assert emu.objects(JOBS, NS) == []
+
+
+async def test_missing_trainingjob_is_a_no_op(operator_env, reconciler):
+    await reconciler.reconcile(NS, "nope", "test")
+    await reconciler.give_up(NS, "nope", "x")
+    assert operator_env.objects(JOBS, NS) == []
