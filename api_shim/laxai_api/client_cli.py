@@ -152,9 +152,15 @@ def cmd_wait(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     bar = tqdm(total=None, unit="epoch", desc="pending", file=sys.stderr, dynamic_ncols=True)
+    interactive = sys.stderr.isatty()
+    last: list[Any] = []
 
     def show(status: dict[str, Any]) -> None:
         p = status["progress"]
+        state = [status["status"], p.get("current_epoch"), p.get("total_epochs"), p.get("current_loss"), p.get("best_loss")]
+        if state == last and not interactive:
+            return  # in a log file, one line per change (a terminal redraws to tick the clock)
+        last[:] = state
         if p.get("total_epochs") and bar.total != p["total_epochs"]:
             bar.total = p["total_epochs"]
         bar.n = p.get("current_epoch") or 0

@@ -7,7 +7,6 @@ so one body works for every way in. Nothing here copies a contract field.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,10 +73,6 @@ class TrainRequest(TrainingJobSpec):
     def spec_document(self) -> dict[str, Any]:
         """The spec as it goes on the wire: set fields only (the CRD and the operator default the rest)."""
         return self.spec().model_dump(by_alias=True, exclude_unset=True, mode="json")
-
-    def fingerprint(self) -> str:
-        """A canonical form of the request, to tell a retried POST from a different one."""
-        return json.dumps(self.spec().model_dump(mode="json"), sort_keys=True)
 
 
 class ResponseModel(BaseModel):

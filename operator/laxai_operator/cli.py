@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from pydantic import ValidationError
 
 from laxai_operator.crd import render_crd
+from laxai_operator.leader import LeaderGate, StandbyHealth, own_namespace
 from laxai_operator.settings import OperatorSettings
 from laxai_trainer.settings import env_help
+
+#: Exit status when the leader Lease is lost.
+LEADERSHIP_LOST = 70
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("crd", help="print the TrainingJob CRD (crds/trainingjob.yaml) to stdout")
     run = sub.add_parser(
         "run",
-        help="run the operator (kopf, standalone: one replica, Recreate strategy)",
+        help="run the operator (kopf, standalone; optional Lease leader gate)",
         description=(
             "Run the operator: kopf with the laxai_operator.handlers module, peering off (one replica), "
             "JSON logs, a liveness endpoint on LAXAI_HEALTH_PORT (/healthz), Prometheus metrics on "
             "LAXAI_METRICS_PORT (/metrics), watching LAXAI_WATCH_NAMESPACES (all when empty). "
+            "With LAXAI_LEADER_ELECTION=true it first waits for the leader Lease. "
             "Credentials: in-cluster, else KUBECONFIG."
         ),
         epilog=env_help(OperatorSettings),
@@ -60,8 +67,28 @@ def run(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, debug=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     import laxai_operator.handlers  # noqa: F401  (registers the handlers)
 
-    kopf.run(**kopf_options(settings))
+    gate = leader_gate(settings) if settings.leader_election else None
+    if gate is not None:
+        standby = StandbyHealth(settings.health_port) if settings.health_port else contextlib.nullcontext()
+        with standby:
+            gate.acquire()
+        # Lost the Lease: stop at once, mid-handler or not; the pod restarts as a standby.
+        gate.keep(on_lost=lambda: os._exit(LEADERSHIP_LOST))
+    try:
+        kopf.run(**kopf_options(settings))
+    finally:
+        if gate is not None:
+            gate.release()
     return 0
+
+
+def leader_gate(settings: OperatorSettings) -> LeaderGate:
+    import kubernetes
+
+    from laxai_operator.kube import load_config
+
+    api = kubernetes.client.CoordinationV1Api(load_config())
+    return LeaderGate(api, settings.leader_election_namespace or own_namespace())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,16 @@
 - kopf's progress and diff-base records go to annotations: the structural CRD schema prunes
   kopf's default ``status.kopf`` field, so kopf would otherwise forget what it handled.
 
-High availability: one replica, Deployment strategy ``Recreate``, kopf peering off
-(``--standalone``). Kopf peering is a pause protocol, not a lock, with known races; a Lease
-gate would add its own failure modes. One replica is enough because the Jobs keep running
-without the operator and all state is in the resources: a restart (seconds) only delays
-status updates. Should two instances ever overlap (a partitioned node whose pod is still
-running), they still cannot duplicate anything: the Job name is deterministic, creation is
-create-or-adopt, terminal phases are final, and status writes are idempotent — see
-tests/operator/test_ha.py, which runs two operators at once.
+High availability: by default one replica, Deployment strategy ``Recreate``, kopf peering off
+(``--standalone``). Kopf peering is a pause protocol, not a lock, with known races. One
+replica suffices because the Jobs keep running without the operator and all state is in the
+resources: a restart (seconds) only delays status updates. For faster failover,
+``LAXAI_LEADER_ELECTION=true`` adds a Lease-based leader gate (:mod:`laxai_operator.leader`):
+standbys wait for the Lease before kopf starts, the holder exits when it cannot renew.
+Should two instances ever overlap anyway (a partitioned node's pod still running), they
+cannot duplicate anything: the Job name is deterministic, creation is create-or-adopt,
+terminal phases are final and status writes are idempotent — tests/operator/test_ha.py runs
+two operators at once.
 """
 
 from __future__ import annotations

@@ -112,6 +112,9 @@ def _volumes(spec: TrainingJobSpec, settings: OperatorSettings) -> tuple[list[di
         {"name": "dshm", "mountPath": SHM_MOUNT},
         {"name": "work", "mountPath": WORK_DIR},
     ]
+    if settings.storage_pvc:
+        volumes.append({"name": "storage", "persistentVolumeClaim": {"claimName": settings.storage_pvc}})
+        mounts.append({"name": "storage", "mountPath": settings.storage_mount_path()})
     if settings.gcs_credentials_secret:
         volumes.append({"name": "gcs-credentials", "secret": {"secretName": settings.gcs_credentials_secret}})
         mounts.append({"name": "gcs-credentials", "mountPath": GCS_MOUNT, "readOnly": True})
@@ -160,7 +163,7 @@ def build_job(
     container: dict[str, Any] = {
         "name": n.CONTAINER_NAME,
         "image": spec.image or settings.trainer_image,
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": settings.trainer_image_pull_policy,
         "command": list(TRAINER_COMMAND),
         "env": _env(name, namespace, spec, settings),
         "resources": _resources(spec, settings),

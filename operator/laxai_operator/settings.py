@@ -11,9 +11,9 @@ the operator with an error naming the variable instead of producing broken pods.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from laxai_operator.quantity import parse_quantity
@@ -56,6 +56,16 @@ class OperatorSettings(CommonSettings):
         default_factory=lambda: [dict(t) for t in DEFAULT_TOLERATIONS],
         description="JSON list: tolerations of GPU trainer pods when spec.tolerations is unset.",
     )
+    trainer_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of the trainer container."
+    )
+    storage_pvc: str | None = Field(
+        None,
+        description=(
+            "PersistentVolumeClaim mounted in trainer pods at LAXAI_STORAGE_ROOT (a local folder); "
+            "unset for gs:// storage."
+        ),
+    )
     runtime_class_name: str | None = Field(
         None, description="RuntimeClass of trainer pods (e.g. nvidia); none when unset."
     )
@@ -82,6 +92,15 @@ class OperatorSettings(CommonSettings):
     )
     metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus metrics port (0: off).")
     health_port: int = Field(8081, ge=0, le=65535, description="Liveness endpoint port (0: off).")
+    leader_election: bool = Field(
+        False,
+        description=(
+            "Lease-based leader gate, for more than one replica; off: one replica, Recreate strategy."
+        ),
+    )
+    leader_election_namespace: str | None = Field(
+        None, description="Namespace of the leader Lease (default: the operator pod's own)."
+    )
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -97,7 +116,28 @@ class OperatorSettings(CommonSettings):
             _check_name(name, DNS_LABEL, "namespace name")
         return value
 
-    @field_validator("trainer_service_account", "gcs_credentials_secret", "wandb_secret", "runtime_class_name")
+    @field_validator("leader_election_namespace")
+    @classmethod
+    def _valid_lease_namespace(cls, value: str | None) -> str | None:
+        return _check_name(value or None, DNS_LABEL, "namespace name")
+
+    @model_validator(mode="after")
+    def _pvc_needs_a_local_root(self) -> OperatorSettings:
+        if self.storage_pvc and not self.storage_mount_path():
+            raise ValueError(
+                f"storage_pvc ({self.storage_pvc}) needs storage_root to be an absolute local path, "
+                f"got {self.storage_root!r}"
+            )
+        return self
+
+    def storage_mount_path(self) -> str | None:
+        """Where a storage PVC is mounted: the local storage root (file:// stripped), or None."""
+        root = self.storage_root.removeprefix("file://")
+        return root if root.startswith("/") else None
+
+    @field_validator(
+        "trainer_service_account", "gcs_credentials_secret", "wandb_secret", "runtime_class_name", "storage_pvc"
+    )
     @classmethod
     def _valid_object_name(cls, value: str | None) -> str | None:
         return _check_name(value or None, DNS_SUBDOMAIN, "object name")

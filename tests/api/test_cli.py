@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from laxai_api.cli import bind_refusal, build_parser, is_loopback, main
-from laxai_api.settings import ApiSettings, pod_namespace
+from laxai_api.settings import ApiSettings
 
 
 def test_help_lists_every_laxai_setting():
@@ -40,13 +40,6 @@ def test_auth_without_keys_refuses_to_start(capsys, monkeypatch):
     monkeypatch.setenv("LAXAI_AUTH_ENABLED", "true")
     assert main(["--backend", "local"]) == 2
     assert "no API keys are configured" in capsys.readouterr().err
-
-
-def test_pod_namespace(tmp_path):
-    path = tmp_path / "namespace"
-    assert pod_namespace(path) == "default"
-    path.write_text("laxai\n")
-    assert pod_namespace(path) == "laxai"
 
 
 def test_serves_on_loopback(tmp_path):

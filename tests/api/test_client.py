@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
@@ -100,15 +99,3 @@ def test_api_key_from_argument_and_environment(tmp_path, monkeypatch):
         monkeypatch.setenv("LAXAI_API_URL", server.url)
         with LaxAIClientSync() as client:
             assert client.base_url == server.url and client.list_training_jobs()["total_jobs"] == 0
-
-
-def test_the_seed_import_path(monkeypatch):
-    from pathlib import Path
-
-    import laxai_api.client
-
-    monkeypatch.syspath_prepend(str(Path(laxai_api.client.__file__).resolve().parents[1]))
-    sys.modules.pop("api", None)
-    from api.example_client import LaxAIClient as Documented
-
-    assert Documented is LaxAIClient

@@ -335,3 +335,25 @@ async def test_exhausted_retries_fail_the_trainingjob_instead_of_hanging():
     assert memo.reconciler.given_up is None
     await handlers.on_create(memo=memo, namespace=NS, name="x", retry=handlers.RETRIES - 1)
     assert memo.reconciler.given_up[:2] == (NS, "x") and "etcd unavailable" in memo.reconciler.given_up[2]
+
+
+def test_preempted_attempt_is_retried_and_counted(operator_env):
+    """Preemption: the pod ends with DisruptionTarget and exit 75 (checkpoint written); the Job makes a
+    new pod (podFailurePolicy: Ignore); the TrainingJob shows Retrying, then running with attempts 2."""
+    emu = operator_env
+    make_tj(emu, "run-1")
+    with running_operator():
+        job = wait_job(emu)
+        first = emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
+        wait_phase(emu, "run-1", "running")
+        emu.set_pod_status(NS, first["metadata"]["name"], {
+            "phase": "Failed",
+            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}],
+            "containerStatuses": trainer_state(terminated={"exitCode": 75, "reason": "Error",
+                                                           "message": "preempted: checkpoint at epoch 4"})})
+        st = wait_phase(emu, "run-1", "pending", "Retrying")["status"]
+        assert "exit code 75" in st["message"]
+        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
+        st = wait_phase(emu, "run-1", "running")["status"]
+    assert st["attempts"] == 2
+    assert [h["reason"] for h in st["history"]][-3:] == ["Running", "Retrying", "Running"]

@@ -323,3 +323,16 @@ def test_manifest_validates_against_kubernetes_schema():
 )
 def test_job_spec_patch(run, live, patch):
     assert job_spec_patch(spec(**run), {"spec": live}) == patch
+
+
+def test_trainer_image_pull_policy():
+    assert container(build())["imagePullPolicy"] == "IfNotPresent"
+    assert container(build(s=settings(trainer_image_pull_policy="Always")))["imagePullPolicy"] == "Always"
+
+
+def test_storage_pvc_is_mounted_at_the_storage_root():
+    job = build(s=settings(storage_root="/data/laxai", storage_pvc="laxai-data"))
+    assert {"name": "storage", "persistentVolumeClaim": {"claimName": "laxai-data"}} in pod(job)["volumes"]
+    assert {"name": "storage", "mountPath": "/data/laxai"} in container(job)["volumeMounts"]
+    assert env(job)["LAXAI_STORAGE_ROOT"]["value"] == "/data/laxai"
+    assert all(v["name"] != "storage" for v in pod(build())["volumes"])

@@ -1,6 +1,7 @@
 """laxai_trainer.reporters.kubernetes: the trainer's TrainingJob status reporter (unit level).
 
-The end-to-end path (reporter -> API emulator -> status) is in test_operator_integration.py.
+End to end: the last test runs the real trainer against the API emulator; test_handlers.py
+checks that the operator keeps what the reporter wrote.
 """
 
 import threading
@@ -111,3 +112,53 @@ def test_from_env_requires_the_trainingjob(monkeypatch):
     monkeypatch.delenv("LAXAI_TRAININGJOB_NAME", raising=False)
     with pytest.raises(RuntimeError, match="LAXAI_TRAININGJOB_NAME"):
         KubernetesStatusReporter.from_env()
+
+
+@pytest.mark.slow
+def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_path, monkeypatch):
+    """The trainer, run with exactly the command and env of the Job the operator made, reports
+    each epoch into the TrainingJob status while it runs, and its final metrics."""
+    import os
+    import subprocess
+    import sys
+
+    from laxai_trainer.synth import generate
+    from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, trainer_state, wait_phase
+
+    emu = operator_env
+    root = tmp_path / "storage"
+    generate(root, "tenant1", players=4, frames=2, images_per_player=4, val_players=4, seed=1)
+    monkeypatch.setenv("LAXAI_STORAGE_ROOT", str(root))
+    make_tj(emu, "run-1", gpus=0, training_kwargs={"num_epochs": 3, "batch_size": 8, "images_per_player": 2,
+                                                   "num_workers": 0},
+            model_kwargs={"embedding_dim": 32, "use_cbam": False})
+    with running_operator():
+        job = emu.wait_for_object(JOBS, NS, "tj-run-1")
+        pod = emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
+        wait_phase(emu, "run-1", "running")
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
+        env.update(KUBECONFIG=str(emu.kubeconfig_path), LAXAI_HOME=str(tmp_path / "home"),  # the pod's emptyDir
+                   OMP_NUM_THREADS="1")
+        command = [os.path.join(os.path.dirname(sys.executable), container["command"][0]), *container["command"][1:]]
+        trainer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        epochs_seen_live = set()
+        while trainer.poll() is None:
+            progress = (emu.get(TJS, NS, "run-1")["status"].get("progress") or {})
+            if progress.get("current_epoch"):
+                epochs_seen_live.add(progress["current_epoch"])
+            time.sleep(0.2)
+        output = trainer.communicate()[0]
+        assert trainer.returncode == 0, output[-3000:]
+        st = emu.wait_for_object(TJS, NS, "run-1", lambda o: (o["status"].get("metrics") or {}).get("mAP") is not None)
+        emu.set_pod_status(NS, pod["metadata"]["name"], {"phase": "Succeeded", "containerStatuses": trainer_state(
+            terminated={"exitCode": 0, "reason": "Completed"})})
+        emu.set_job_status(NS, "tj-run-1", {"succeeded": 1, "conditions": [
+            {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:10:00Z"}]})
+        st = wait_phase(emu, "run-1", "completed")["status"]
+    assert epochs_seen_live & {1, 2}, f"no epoch reached the status while training ran: {epochs_seen_live}"
+    progress, metrics = st["progress"], st["metrics"]
+    assert progress["current_epoch"] == 3 and progress["total_epochs"] == 3
+    assert progress["current_loss"] is not None and progress["datasets_found"] == 2 and progress["logs"]
+    assert progress["status"] == "completed"  # the operator's phase mirror
+    assert 0 <= metrics["mAP"] <= 1 and metrics["epochs_completed"] == 3

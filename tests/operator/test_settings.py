@@ -10,6 +10,7 @@ ENV_KEYS = [
     "LAXAI_RUNTIME_CLASS_NAME", "LAXAI_WATCH_NAMESPACES", "LAXAI_TRAINER_SERVICE_ACCOUNT",
     "LAXAI_GCS_CREDENTIALS_SECRET", "LAXAI_WANDB_SECRET", "LAXAI_IMAGE_PULL_SECRETS",
     "LAXAI_DEFAULT_SHM_SIZE", "LAXAI_METRICS_PORT", "LAXAI_HEALTH_PORT", "LAXAI_STORAGE_ROOT",
+    "LAXAI_TRAINER_IMAGE_PULL_POLICY", "LAXAI_STORAGE_PVC", "LAXAI_LEADER_ELECTION", "LAXAI_LEADER_ELECTION_NAMESPACE",
 ]
 
 
@@ -47,6 +48,9 @@ def test_defaults():
         ("LAXAI_METRICS_PORT", "metrics_port", 9090),
         ("LAXAI_HEALTH_PORT", "health_port", 0),
         ("LAXAI_STORAGE_ROOT", "storage_root", "gs://bucket/prefix"),
+        ("LAXAI_TRAINER_IMAGE_PULL_POLICY", "trainer_image_pull_policy", "Always"),
+        ("LAXAI_LEADER_ELECTION", "leader_election", True),
+        ("LAXAI_LEADER_ELECTION_NAMESPACE", "leader_election_namespace", "laxai-system"),
     ],
 )
 def test_each_variable_takes_effect(monkeypatch, env, attr, value):
@@ -55,6 +59,7 @@ def test_each_variable_takes_effect(monkeypatch, env, attr, value):
         "LAXAI_TOLERATIONS": '[{"key": "spot", "operator": "Exists"}]',
         "LAXAI_WATCH_NAMESPACES": " team-a, team-b ,",
         "LAXAI_IMAGE_PULL_SECRETS": '["regcred", "other"]',
+        "LAXAI_LEADER_ELECTION": "true",
     }.get(env, str(value))
     monkeypatch.setenv(env, raw)
     assert getattr(OperatorSettings(), attr) == value
@@ -73,6 +78,9 @@ def test_each_variable_takes_effect(monkeypatch, env, attr, value):
         ("LAXAI_DEFAULT_SHM_SIZE", "lots", "default_shm_size"),
         ("LAXAI_GPU_RESOURCE_NAME", "nvidia.com/gpu/x", "gpu_resource_name"),
         ("LAXAI_METRICS_PORT", "70000", "metrics_port"),
+        ("LAXAI_TRAINER_IMAGE_PULL_POLICY", "Sometimes", "trainer_image_pull_policy"),
+        ("LAXAI_STORAGE_PVC", "data", "storage_root"),  # the default root is relative: nowhere to mount
+        ("LAXAI_LEADER_ELECTION_NAMESPACE", "Bad_NS", "leader_election_namespace"),
     ],
 )
 def test_bad_values_name_the_field(monkeypatch, env, raw, field):
@@ -85,3 +93,17 @@ def test_bad_values_name_the_field(monkeypatch, env, raw, field):
 def test_empty_runtime_class_means_none(monkeypatch):
     monkeypatch.setenv("LAXAI_RUNTIME_CLASS_NAME", "")
     assert OperatorSettings().runtime_class_name is None
+
+
+@pytest.mark.parametrize(
+    ("root", "mount"), [("/data/laxai", "/data/laxai"), ("file:///data/laxai", "/data/laxai"), ("gs://b", None)]
+)
+def test_storage_pvc_mounts_at_the_local_root(monkeypatch, root, mount):
+    monkeypatch.setenv("LAXAI_STORAGE_ROOT", root)
+    assert OperatorSettings().storage_mount_path() == mount
+    monkeypatch.setenv("LAXAI_STORAGE_PVC", "laxai-data")
+    if mount is None:
+        with pytest.raises(ValidationError, match="storage_root"):
+            OperatorSettings()
+    else:
+        assert OperatorSettings().storage_pvc == "laxai-data"

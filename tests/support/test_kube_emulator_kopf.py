@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 import time
 
+import kopf
 import kopf.testing
 import kubernetes
 
@@ -40,6 +41,11 @@ OPERATOR = textwrap.dedent('''
         settings.watching.server_timeout = 30
 
 
+    @kopf.on.login()  # a fresh registry lacks kopf's implicit login handlers
+    def login(**kwargs):
+        return kopf.login_via_client(**kwargs)
+
+
     @kopf.on.create(*RESOURCE)
     def created(name, spec, body, patch, **_):
         record(f"create {name} gpus={spec.get('gpus')}")
@@ -62,6 +68,7 @@ OPERATOR = textwrap.dedent('''
 
 def test_kopf_operator_handles_create_update_delete_exactly_once(kube_env: ThreadedKubeEmulator, tmp_path,
                                                                  monkeypatch):
+    """create runs once and writes status, update sees the spec change, delete releases kopf's finalizer."""
     probe = tmp_path / "probe.log"
     probe.touch()
     monkeypatch.setenv("KOPF_PROBE_LOG", str(probe))
@@ -69,7 +76,26 @@ def test_kopf_operator_handles_create_update_delete_exactly_once(kube_env: Threa
     operator.write_text(OPERATOR)
     custom = kubernetes.client.CustomObjectsApi(kube_env.api_client())
     args = ["run", "--standalone", "--namespace", "default", "--verbose", str(operator)]
-    with kopf.testing.KopfRunner(args, timeout=60) as runner:
+    # kopf registers the probe's handlers in its process-wide default registry: use a throwaway one
+    # (kopf run makes a given registry the default and never restores it), so no later test sees them.
+    previous = kopf.get_default_registry()
+    try:
+        handled, events, runner = run_probe(args, kube_env, custom)
+    finally:
+        kopf.set_default_registry(previous)
+    assert runner.exception is None, runner.output
+    assert runner.exit_code == 0, runner.output
+    assert probe.read_text().splitlines() == ["create probe gpus=1", "update probe gpus=1->3", "delete probe"]
+    assert handled["status"]["phase"] == "running"
+    assert handled["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
+    assert "probe.laxai.io/last-handled-configuration" in handled["metadata"]["annotations"]
+    assert [(e["reason"], e["involvedObject"]["name"], e["involvedObject"]["uid"]) for e in events] == [
+        ("Created", "probe", handled["metadata"]["uid"])]
+
+
+def run_probe(args: list[str], kube_env: ThreadedKubeEmulator, custom: kubernetes.client.CustomObjectsApi
+              ) -> tuple[dict, list[dict], kopf.testing.KopfRunner]:
+    with kopf.testing.KopfRunner(args, timeout=60, registry=kopf.OperatorRegistry()) as runner:
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob",
             "metadata": {"name": "probe"}, "spec": {"tenant_id": "t1", "gpus": 1}})
@@ -86,11 +112,4 @@ def test_kopf_operator_handles_create_update_delete_exactly_once(kube_env: Threa
         custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "probe")
         kube_env.wait_for(lambda: kube_env.get(TJ, "default", "probe") is None, timeout=30,
                           message="the TrainingJob to be deleted")
-    assert runner.exception is None, runner.output
-    assert runner.exit_code == 0, runner.output
-    assert probe.read_text().splitlines() == ["create probe gpus=1", "update probe gpus=1->3", "delete probe"]
-    assert handled["status"]["phase"] == "running"
-    assert handled["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
-    assert "probe.laxai.io/last-handled-configuration" in handled["metadata"]["annotations"]
-    assert [(e["reason"], e["involvedObject"]["name"], e["involvedObject"]["uid"]) for e in events] == [
-        ("Created", "probe", handled["metadata"]["uid"])]
+    return handled, events, runner

@@ -207,8 +207,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
-    result = synth.generate(args.out, args.tenant, **kwargs)
-    print(result if result is not None else f"synthetic dataset of tenant {args.tenant} written under {args.out}")
+    try:
+        summary = synth.generate(args.out, args.tenant, **kwargs)
+    except ValueError as exc:
+        print(f"laxai-train synth: {exc}", file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
+    print(
+        f"{summary.images} crops of {summary.players['train']} train and {summary.players['val']} val players "
+        f"in {len(summary.dataset_ids)} datasets written to {summary.root}/{summary.tenant_id}/datasets "
+        f"({summary.bytes / 1e6:.1f} MB, {summary.seconds:.1f}s)"
+    )
     return exit_codes.OK
 
 

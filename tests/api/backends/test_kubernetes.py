@@ -139,3 +139,36 @@ async def test_run_fields_reach_the_trainingjob_spec(kapi, kube_emulator):
     task_id = (await kapi.post("/api/v1/train", json=body)).json()["task_id"]
     spec = kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id)["spec"]
     assert {k: spec[k] for k in body} == body
+
+
+async def test_logs_from_a_gcs_run_folder(kube_emulator, tmp_path, monkeypatch):
+    """gs:// storage roots (what Helm deploys): the saved log is read through google-cloud-storage."""
+    from tests.trainer.fake_gcs import FakeGCS, FakeGCSUnavailable
+
+    try:
+        server = FakeGCS()
+    except FakeGCSUnavailable as exc:
+        pytest.skip(f"fake-gcs-server not available: {exc}")
+    try:
+        server.create_bucket("laxai-logs")
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        from laxai_trainer.storage import open_storage
+
+        settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE, storage_root="gs://laxai-logs")
+        backend = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+        async with serve(create_app(settings, backend)) as client:
+            task_id = (await client.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "gcs_run"})).json()["task_id"]
+            open_storage("gs://laxai-logs").write_bytes("tenant1/runs/gcs_run/logs/trainer.log", b"a\nb\nc\n")
+            body = (await client.get(f"/api/v1/train/{task_id}/logs", params={"tail": 2})).json()
+        assert body == {"task_id": task_id, "source": "storage", "lines": ["b", "c"]}
+    finally:
+        server.stop()
+
+
+async def test_the_configured_namespace_is_used(kube_emulator, tmp_path):
+    settings = local_settings(tmp_path, backend="kubernetes", namespace="team-a")
+    async with serve(create_app(settings, KubernetesBackend(settings, api_client=kube_emulator.api_client()))) as client:
+        task_id = (await client.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+        assert (await client.get(f"/api/v1/train/{task_id}/status")).status_code == 200
+    assert kube_emulator.get(TRAININGJOBS, "team-a", task_id) is not None
+    assert kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id) is None

@@ -1,1 +1,0 @@
-"""The seed's documented import path: ``from api.example_client import LaxAIClient``."""
