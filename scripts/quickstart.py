@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,18 +95,21 @@ def follow(client: httpx.Client, task_id: str, total: int, timeout: float) -> di
     """Poll the status endpoint, drawing epoch, loss and best loss, until a final status."""
     deadline = time.monotonic() + timeout
     bar = tqdm(total=total, unit="epoch", desc="pending", dynamic_ncols=True)
+    shown = None
     try:
         while True:
             status = client.get(f"/api/v1/train/{task_id}/status").json()
             progress = status["progress"]
-            bar.set_description(progress["status"])
-            if progress.get("current_epoch") is not None:
-                bar.n = progress["current_epoch"]
-            bar.set_postfix_str(
-                f"loss={_fmt(progress.get('current_loss'))} best={_fmt(progress.get('best_loss'))} "
-                f"{(progress.get('message') or '')[:50]}"
-            )
-            bar.refresh()
+            view = (progress["status"], progress.get("current_epoch"), progress.get("current_loss"),
+                    progress.get("best_loss"), progress.get("message"))
+            if view != shown:  # redraw on change only: quiet when piped to a file
+                shown = view
+                bar.set_description(progress["status"])
+                bar.n = progress.get("current_epoch") or 0
+                bar.set_postfix_str(
+                    f"loss={_fmt(progress.get('current_loss'))} best={_fmt(progress.get('best_loss'))} "
+                    f"{(progress.get('message') or '')[:50]}"
+                )
             if progress["status"] in ("completed", "failed", "cancelled"):
                 return status
             if time.monotonic() > deadline:
@@ -126,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LAXAI_HOME": str(home), "LAXAI_STORAGE_ROOT": str(storage), "LAXAI_BACKEND": "local"}
 
+    previous = storage / "tenant1" / "runs" / json.loads(SEED_REQUEST.read_text())["custom_name"]
+    if previous.exists():  # same custom_name would resume the earlier run: start afresh instead
+        print(f"==> removing the previous quickstart run {previous}")
+        shutil.rmtree(previous)
     print(f"==> generating a synthetic dataset for tenant1 under {storage}")
     subprocess.run(
         ["laxai-train", "synth", "--out", str(storage), "--tenant", "tenant1",
@@ -137,24 +145,37 @@ def main(argv: list[str] | None = None) -> int:
     log_path = home / "api.log"
     print(f"==> starting laxai-api (local backend) on http://127.0.0.1:{port}  (log: {log_path})")
     proc = start_api(env, port, log_path)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    task_id = None
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            wait_healthy(client, proc, log_path)
-            body = seed_request(args.epochs)
-            print("==> POST /api/v1/train", json.dumps(body))
-            accepted = client.post("/api/v1/train", json=body)
-            if accepted.status_code != 200:
-                raise SystemExit(f"submit failed: {accepted.status_code} {accepted.text}")
-            task_id = accepted.json()["task_id"]
-            print(f"    task_id: {task_id}")
-            final = follow(client, task_id, args.epochs, args.timeout)
-            detail = client.get(f"/api/v1/train/{task_id}").json()
-        return report(final, detail, storage)
+        wait_healthy(client, proc, log_path)
+        body = seed_request(args.epochs)
+        print("==> POST /api/v1/train", json.dumps(body))
+        accepted = client.post("/api/v1/train", json=body)
+        if accepted.status_code != 200:
+            raise SystemExit(f"submit failed: {accepted.status_code} {accepted.text}")
+        task_id = accepted.json()["task_id"]
+        print(f"    task_id: {task_id}")
+        final = follow(client, task_id, args.epochs, args.timeout)
+        task_id = None  # finished: nothing left to cancel
+        return report(final, client.get(f"/api/v1/train/{final['task_id']}").json(), storage)
     except KeyboardInterrupt:
-        print("\ninterrupted: stopping the API and its trainer", file=sys.stderr)
+        print("\ninterrupted: cancelling the job and stopping the API", file=sys.stderr)
         return 130
     finally:
+        if task_id is not None:
+            cancel(client, task_id)
+        client.close()
         stop(proc)
+
+
+def cancel(client: httpx.Client, task_id: str) -> None:
+    """The local API leaves trainers running across its own restarts, so cancel ours first:
+    DELETE stops the trainer's process group (SIGTERM, then SIGKILL after a grace period)."""
+    try:
+        client.delete(f"/api/v1/train/{task_id}", timeout=60)
+    except httpx.HTTPError as exc:
+        print(f"warning: could not cancel {task_id}: {exc}", file=sys.stderr)
 
 
 def report(final: dict, detail: dict, storage: Path) -> int:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -29,6 +29,8 @@ from laxai_operator.status_mapping import Decision, Verdict, decide, fold, inval
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+#: Timer retries of an event-triggered reconcile that failed (backoff 2, 4, … 60 s).
+NUDGE_RETRIES = 8
 
 
 class NotOursYet(Exception):
@@ -83,6 +85,8 @@ class Reconciler:
         self._queued: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._failures: dict[Key, int] = {}
+        self.retry_base = 2.0  # seconds; the n-th retry waits retry_base ** n (at most 60)
 
     # ---- entry points ----------------------------------------------------------------
 
@@ -113,9 +117,21 @@ class Reconciler:
                     await self._reconcile(namespace, name)
                 finally:
                     metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+            self._failures.pop(key, None)
         except Exception as exc:
             metrics.ERRORS.labels(trigger).inc()
-            log.warning("reconcile of %s/%s after %s failed: %s", namespace, name, trigger, exc)
+            # The event that brought us here will not come again (e.g. the Job's last update):
+            # retry on a timer, with backoff, a bounded number of times.
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            if failures <= NUDGE_RETRIES:
+                delay = min(60.0, self.retry_base**failures)
+                log.warning("reconcile of %s/%s after %s failed (%s); retry %d/%d in %.0fs",
+                            namespace, name, trigger, exc, failures, NUDGE_RETRIES, delay)
+                self._schedule(key, self.clock() + timedelta(seconds=delay))
+            else:
+                log.error("reconcile of %s/%s failed %d times, giving up until its next event: %s",
+                          namespace, name, failures, exc)
+                self._failures.pop(key, None)
         finally:
             self._queued.discard(key)
 

@@ -128,6 +128,12 @@ def test_two_replicas_only_the_leader_reconciles_then_the_standby_takes_over(kub
         _stop(first)  # graceful: releases the Lease
         make_tj(emu, "run-2")
         emu.wait_for_object(JOBS, NS, "tj-run-2", timeout=30)  # only the former standby can have made it
+
+        def kopf_liveness():  # the standby's endpoint gave way to kopf's on the same port
+            code, body = _get(f"http://127.0.0.1:{ports[1]}/healthz")
+            return code == 200 and "standby" not in body
+
+        emu.wait_for(kopf_liveness, timeout=20, message="kopf liveness after takeover")
         assert second.poll() is None
     finally:
         if first.poll() is None:

@@ -59,3 +59,29 @@ async def test_missing_trainingjob_is_a_no_op(operator_env, reconciler):
     await reconciler.reconcile(NS, "nope", "test")
     await reconciler.give_up(NS, "nope", "x")
     assert operator_env.objects(JOBS, NS) == []
+
+
+async def test_a_failed_event_reconcile_is_retried_on_a_timer(operator_env, reconciler, monkeypatch):
+    """A transient API error on the last event of a Job must not leave the status stale forever."""
+    import asyncio
+
+    emu = operator_env
+    make_tj(emu, "run-1")
+    calls = []
+    real = reconciler._reconcile
+
+    async def flaky(namespace, name):
+        calls.append(name)
+        if len(calls) == 1:
+            raise OSError("connection reset")
+        await real(namespace, name)
+
+    monkeypatch.setattr(reconciler, "_reconcile", flaky)
+    reconciler.retry_base = 1.1  # first retry after 1.1 s instead of 2 s
+    await reconciler.nudge(NS, "run-1", "job")
+    assert status_of(emu, "run-1") == {}  # failed, nothing written yet
+    for _ in range(100):  # up to 5 s
+        if status_of(emu, "run-1").get("jobName"):
+            break
+        await asyncio.sleep(0.05)
+    assert len(calls) == 2 and status_of(emu, "run-1")["jobName"] == "tj-run-1"

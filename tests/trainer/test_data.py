@@ -160,6 +160,17 @@ def test_pk_sampler_draws_with_replacement_for_short_players() -> None:
     assert set(seen) <= {10}
 
 
+def test_pk_sampler_epochs_use_each_crop_once_on_average() -> None:
+    counts = [2, 3, 5, 6, 7, 9, 10, 13, 4, 6, 2, 11]
+    labels = [p for p, n in enumerate(counts) for _ in range(n)]
+    sampler = data.PKSampler(labels, P=4, K=4, seed=0)
+    sizes = []
+    for epoch in range(30):
+        sampler.set_epoch(epoch)
+        sizes.append(len(sampler) * 16)
+    assert abs(sum(sizes) / len(sizes) - len(labels)) < 0.15 * len(labels)
+
+
 def test_pk_sampler_is_a_function_of_seed_and_epoch() -> None:
     labels = [p for p in range(8) for _ in range(5)]
 

@@ -316,12 +316,13 @@ class _EpochSampler(Sampler):
 class PKSampler(_EpochSampler):
     """Batches of P players x K crops (batch-hard mining needs positives and negatives in a batch).
 
-    Each epoch every player's crops are shuffled and cut into round(n/K) groups of K (at
-    least one; a short group is topped up with repeats of that player's crops, i.e. drawn
-    with replacement); batches take one group from
-    each of P distinct players until fewer than P players have groups left. An epoch is
-    therefore about len(labels) / (P*K) batches. With fewer than P players, P is lowered to
-    the number of players.
+    Each epoch every player's n crops are shuffled and cut into n/K groups of K, the
+    fraction rounded up or down at random in proportion (so on average each crop is used
+    once per epoch); a player gets at least one group, and a short group is topped up with
+    repeats of that player's crops (sampling with replacement). Batches take one group from
+    each of P distinct players, players with more groups left being likelier picks, until
+    fewer than P players have groups left. An epoch is therefore about len(labels) / (P*K)
+    batches. With fewer than P players, P is lowered to the number of players.
     """
 
     def __init__(self, labels: Sequence[int], P: int, K: int, seed: int = 0) -> None:
@@ -343,7 +344,9 @@ class PKSampler(_EpochSampler):
     def _draw(self, rng: np.random.Generator) -> list[list[int]]:
         groups: dict[int, list[np.ndarray]] = {}
         for label, idx in self.by_label.items():
-            n_groups = max(1, int(len(idx) / self.K + 0.5))
+            # stochastic rounding: an epoch covers every crop once on average
+            whole, frac = divmod(len(idx) / self.K, 1.0)
+            n_groups = max(1, int(whole) + int(rng.random() < frac))
             order = rng.permutation(idx)
             if n_groups * self.K > len(order):  # top up with repeats of the player's own crops
                 extra = rng.choice(idx, size=n_groups * self.K - len(order), replace=True)
