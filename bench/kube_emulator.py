@@ -37,7 +37,7 @@ def main() -> None:
             nonlocal count
             stream = kubernetes.watch.Watch()
             for _ in stream.stream(api.list_namespaced_custom_object, GROUP, VERSION, "default", PLURAL,
-                                   resource_version=emu.call(lambda: emu.emulator.resource_version),
+                                   resource_version=emu.call(lambda: emu.store.resource_version),
                                    timeout_seconds=600):
                 count += 1
                 if count >= args.n:

@@ -189,7 +189,7 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             job = await backend.get(task_id)
         except JobNotFound:
             return None
-        if spec_fingerprint(job.spec) != spec_fingerprint(request.spec()):
+        if spec_fingerprint(job.spec) != spec_fingerprint(request.spec(settings.default_gpus)):
             raise Conflict(
                 "This Idempotency-Key was used with a different request body",
                 {"task_id": task_id, "error_type": "idempotency_key_reused"},
@@ -232,7 +232,7 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
         if idempotency_key is not None and (job := await replay(task_id, request)) is not None:
             response.headers["Idempotent-Replayed"] = "true"
             return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")
-        spec = request.spec()
+        spec = request.spec(settings.default_gpus)
         if spec.custom_name and (other := await find_active_run(backend, spec.tenant_id, spec.custom_name)):
             raise Conflict(
                 f"Job '{other}' of this tenant is already writing to run '{spec.custom_name}'; "

@@ -66,9 +66,12 @@ class TrainRequest(TrainingJobSpec):
             raise ValueError("cancel must be false when submitting (cancel a job with DELETE)")
         return self
 
-    def spec(self) -> TrainingJobSpec:
-        """The TrainingJob spec this request creates."""
-        return TrainingJobSpec.model_validate(self.model_dump(exclude_unset=True))
+    def spec(self, default_gpus: int | None = None) -> TrainingJobSpec:
+        """The TrainingJob spec this request creates; default_gpus (LAXAI_DEFAULT_GPUS) fills an unset gpus."""
+        data = self.model_dump(exclude_unset=True)
+        if default_gpus is not None:
+            data.setdefault("gpus", default_gpus)
+        return TrainingJobSpec.model_validate(data)
 
     def spec_document(self) -> dict[str, Any]:
         """The spec as it goes on the wire: set fields only (the CRD and the operator default the rest)."""

@@ -40,6 +40,10 @@ class ApiSettings(CommonSettings):
     api_keys: SecretStr | None = Field(
         None, description="The same JSON object as LAXAI_API_KEYS_FILE, in an environment variable."
     )
+    default_gpus: int | None = Field(
+        None, ge=0, le=16,
+        description="GPUs of submitted jobs whose body sets no gpus (unset: the CRD default, 1).",
+    )
     max_concurrent_jobs: int = Field(
         1, ge=0, le=256,
         description="local backend: trainers run at once; later jobs wait in a FIFO queue (0: queue only).",

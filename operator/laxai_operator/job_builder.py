@@ -32,7 +32,9 @@ GCS_MOUNT = "/var/secrets/google"
 GCS_KEY_FILE = "key.json"
 WANDB_KEY = "WANDB_API_KEY"
 TRAINER_COMMAND = ["laxai-train", "run"]
-RUN_AS_USER = 1000
+#: The trainer image's non-root user (trainer_image/Dockerfile: USER 10001:10001): the pod runs as
+#: that user so its home (caches, wandb files) is writable.
+RUN_AS_USER = 10001
 
 
 def shm_size(spec: TrainingJobSpec, settings: OperatorSettings) -> str:

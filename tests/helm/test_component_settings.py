@@ -18,10 +18,6 @@ api_settings = pytest.importorskip("laxai_api.settings", reason="API settings no
 #: Variables the chart sets for features the components do not read yet (requested from their
 #: owners). strict xfail: once a component reads one, the test passes and must move out of here.
 PENDING = {
-    ("operator", "LAXAI_TRAINER_IMAGE_PULL_POLICY"): "trainer image pull policy (issue 7: images' pull policy)",
-    ("operator", "LAXAI_STORAGE_PVC"): "mount the storage claim in trainer pods (kind e2e, on-prem NFS)",
-    ("operator", "LAXAI_LEADER_ELECTION"): "Lease-based leader gate (only with operator.leaderElection.enabled)",
-    ("api", "LAXAI_DEFAULT_GPUS"): "GPUs of REST-submitted jobs (gpu.defaultCount)",
 }
 COMPONENTS = {
     "operator": ("laxai-training-operator", "operator", operator_settings.OperatorSettings),

@@ -11,8 +11,8 @@ TJ = ("training.laxai.io", "trainingjobs")
 TJ_STATUS = ("training.laxai.io", "trainingjobs/status")
 
 OPERATOR_RULES = {
-    TJ: {"get", "list", "watch", "patch", "update"},
-    TJ_STATUS: {"get", "patch", "update"},
+    TJ: {"get", "list", "watch", "patch", "delete"},  # delete: ttlSecondsAfterFinished; kopf only patches
+    TJ_STATUS: {"get", "patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
@@ -21,8 +21,8 @@ OPERATOR_RULES = {
 OPERATOR_CLUSTER_RULES = {**OPERATOR_RULES, ("", "namespaces"): {"list", "watch"}}
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 API_RULES = {
-    TJ: {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list"},
+    TJ: {"get", "list", "create", "patch"},  # cancel is a patch of spec.cancel; no watch
+    ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
 }
 TRAINER_RULES = {TJ: {"get"}, TJ_STATUS: {"get", "patch"}}

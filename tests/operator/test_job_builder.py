@@ -82,7 +82,7 @@ def test_full_manifest_exactly():
                     "serviceAccountName": "laxai-trainer",
                     "enableServiceLinks": False,
                     "securityContext": {
-                        "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [{
@@ -106,7 +106,7 @@ def test_full_manifest_exactly():
                         "terminationMessagePath": "/dev/termination-log",
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "securityContext": {
-                            "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+                            "runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
                         },
                     }],
@@ -336,3 +336,19 @@ def test_storage_pvc_is_mounted_at_the_storage_root():
     assert {"name": "storage", "mountPath": "/data/laxai"} in container(job)["volumeMounts"]
     assert env(job)["LAXAI_STORAGE_ROOT"]["value"] == "/data/laxai"
     assert all(v["name"] != "storage" for v in pod(build())["volumes"])
+
+
+def test_pod_runs_as_the_trainer_images_user():
+    """The uid must be the image's USER, else the trainer's home (caches, wandb) is not writable."""
+    import re
+    from pathlib import Path
+
+    dockerfile = Path(__file__).resolve().parents[2] / "trainer_image" / "Dockerfile"
+    if not dockerfile.exists():
+        pytest.skip("trainer_image/Dockerfile not present")
+    users = re.findall(r"^USER\s+(\d+)(?::(\d+))?", dockerfile.read_text(), re.M)
+    assert users, "the trainer image must set a numeric USER"
+    uid, gid = users[-1]
+    ctx = pod(build())["securityContext"]
+    assert ctx["runAsUser"] == int(uid) == container(build())["securityContext"]["runAsUser"]
+    assert ctx["runAsGroup"] == int(gid or uid)

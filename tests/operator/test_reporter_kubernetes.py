@@ -162,3 +162,43 @@ def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_
     assert progress["current_loss"] is not None and progress["datasets_found"] == 2 and progress["logs"]
     assert progress["status"] == "completed"  # the operator's phase mirror
     assert 0 <= metrics["mAP"] <= 1 and metrics["epochs_completed"] == 3
+
+
+def test_in_cluster_api_needs_no_client_library(kube_emulator, tmp_path):
+    """The pod's path: plain HTTP(S) + bearer token from the (rotating) token file."""
+    from laxai_trainer.reporters.kubernetes import InClusterStatusApi, StatusApiError
+    from tests.operator.conftest import NS, TJS, make_tj
+
+    make_tj(kube_emulator, "run-1")
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    api = InClusterStatusApi(kube_emulator.url, token_file=str(token))
+    r = KubernetesStatusReporter("run-1", NS, api)
+    r.report(rep(Phase.running, epoch=4, metrics=Metrics(rank5=0.7)))
+    status = kube_emulator.get(TJS, NS, "run-1")["status"]
+    assert status["progress"]["current_epoch"] == 4 and status["metrics"]["rank5"] == 0.7
+    with pytest.raises(StatusApiError) as err:
+        api.patch_namespaced_custom_object_status("training.laxai.io", "v1alpha1", NS, "trainingjobs", "nope",
+                                                  {"status": {}})
+    assert err.value.status == 404
+    r404 = KubernetesStatusReporter("nope", NS, api)
+    r404.report(rep(Phase.running))
+    r404.report(rep(Phase.completed))
+    assert r404.sent == 0  # deleted TrainingJob: stops quietly
+
+
+def test_from_env_uses_the_service_account_in_a_pod(monkeypatch, tmp_path):
+    from laxai_trainer.reporters import kubernetes as module
+
+    (tmp_path / "token").write_text("t")
+    monkeypatch.setattr(module, "SA_DIR", str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    monkeypatch.setenv("LAXAI_TRAININGJOB_NAME", "run-1")
+    monkeypatch.setenv("LAXAI_TRAININGJOB_NAMESPACE", "team-a")
+    monkeypatch.setattr(module.ssl, "create_default_context", lambda cafile=None: ("ctx", cafile))
+    r = module.KubernetesStatusReporter.from_env()
+    assert isinstance(r.api, module.InClusterStatusApi)
+    assert r.api.base_url == "https://10.0.0.1:6443" and r.api.token_file == f"{tmp_path}/token"
+    assert r.api.context == ("ctx", f"{tmp_path}/ca.crt")
+    assert (r.name, r.namespace) == ("run-1", "team-a")

@@ -632,19 +632,19 @@ def test_closed_watches_are_forgotten(kube_emulator, custom):
     with urllib.request.urlopen(f"{kube_emulator.url}{TJ_PATH}?watch=true", timeout=10) as response:
         create_tj(custom, tj("first"))
         assert json.loads(response.readline())["type"] == "ADDED"
-    assert kube_emulator.call(lambda: len(kube_emulator.emulator._watchers)) == 1
+    assert kube_emulator.call(lambda: len(kube_emulator.store.watchers)) == 1
     create_tj(custom, tj("second"))  # writing to the closed stream fails and ends it
-    kube_emulator.wait_for(lambda: kube_emulator.call(lambda: not kube_emulator.emulator._watchers),
+    kube_emulator.wait_for(lambda: kube_emulator.call(lambda: not kube_emulator.store.watchers),
                            timeout=5, message="the closed watch to be dropped")
 
 
 def test_emulator_bugs_answer_500_and_are_recorded(tmp_path, monkeypatch):
-    from tests.support.kube_emulator import KubeEmulator
+    from tests.support.object_store import ObjectStore
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(KubeEmulator, "list_objects", broken)
+    monkeypatch.setattr(ObjectStore, "list_objects", broken)
     with ThreadedKubeEmulator(workdir=tmp_path) as emu:
         status, _, body = http(emu, "GET", TJ_PATH)
         assert status == 500 and body["reason"] == "InternalError" and "boom" in body["message"]

@@ -22,7 +22,8 @@ import aiohttp.web
 import yaml
 
 from tests.support.kinds import TRAININGJOB_CRD, load_crds
-from tests.support.kube_emulator import InjectedFailure, KubeEmulator, Obj, now_rfc3339
+from tests.support.kube_emulator import InjectedFailure, KubeEmulator
+from tests.support.object_store import Obj, ObjectStore, now_rfc3339
 
 T = TypeVar("T")
 TRAININGJOBS = "training.laxai.io/v1alpha1/trainingjobs"
@@ -112,6 +113,11 @@ class ThreadedKubeEmulator:
                 await asyncio.sleep(0.05)  # let the watch streams end cleanly
                 await runner.cleanup()
 
+    @property
+    def store(self) -> ObjectStore:
+        """The emulator's state (``tests.support.object_store``): use it only inside ``call()``."""
+        return self.emulator.store
+
     # ------------------------------------------------------------ client configuration
 
     def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
@@ -156,7 +162,7 @@ class ThreadedKubeEmulator:
     def get(self, resource: str, namespace: str | None, name: str) -> Obj | None:
         """A copy of the live object, or None. ``resource``: 'batch/v1/jobs', 'v1/pods', 'Job', 'tj'…"""
         def read() -> Obj | None:
-            obj = self.emulator.current(self.emulator.kind(resource), namespace, name)
+            obj = self.store.current(self.store.kind(resource), namespace, name)
             return copy.deepcopy(obj) if obj is not None else None
         return self.call(read)
 
@@ -166,14 +172,14 @@ class ThreadedKubeEmulator:
         params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
 
         def read() -> list[Obj]:
-            listed = self.emulator.list_objects(self.emulator.kind(resource), namespace, params)
+            listed = self.store.list_objects(self.store.kind(resource), namespace, params)
             return copy.deepcopy(listed["items"])
         return self.call(read)
 
     def history(self, resource: str, namespace: str | None, name: str) -> list[Obj | None]:
         """Every stored version of an object, oldest first; None marks a deletion."""
         def read() -> list[Obj | None]:
-            kind = self.emulator.kind(resource)
+            kind = self.store.kind(resource)
             key = (kind.resource, namespace if kind.namespaced else None, name)
             if key not in self.emulator.objects:
                 return []
@@ -182,16 +188,16 @@ class ThreadedKubeEmulator:
 
     def create(self, resource: str, body: Obj, namespace: str | None = None) -> Obj:
         """Create with full API semantics except that ``status`` is kept (test setup)."""
-        return self.call(lambda: copy.deepcopy(self.emulator.create_object(
-            self.emulator.kind(resource), namespace, body, privileged=True)))
+        return self.call(lambda: copy.deepcopy(self.store.create_object(
+            self.store.kind(resource), namespace, body, privileged=True)))
 
     def patch(self, resource: str, namespace: str | None, name: str, patch: Obj | list[Any], *,
               status: bool = False) -> Obj:
         """Merge-patch (JSON-patch for a list) an object; ``status=True`` writes ``/status``."""
         def write() -> Obj:
-            kind = self.emulator.kind(resource)
+            kind = self.store.kind(resource)
             patch_type = "json" if isinstance(patch, list) else "merge"
-            return copy.deepcopy(self.emulator.patch_object(
+            return copy.deepcopy(self.store.patch_object(
                 kind, namespace, name, patch_type, patch, subresource="status" if status else None))
         return self.call(write)
 
@@ -200,8 +206,8 @@ class ThreadedKubeEmulator:
         return self.patch(resource, namespace, name, {"status": status}, status=True)
 
     def delete(self, resource: str, namespace: str | None, name: str, propagation: str | None = None) -> Obj:
-        return self.call(lambda: copy.deepcopy(self.emulator.delete_object(
-            self.emulator.kind(resource), namespace, name, propagation=propagation)))
+        return self.call(lambda: copy.deepcopy(self.store.delete_object(
+            self.store.kind(resource), namespace, name, propagation=propagation)))
 
     def inject_failure(self, method: str | None, path: str, status: int = 500, times: int | None = 1,
                        message: str = "injected failure") -> InjectedFailure:
@@ -218,7 +224,7 @@ class ThreadedKubeEmulator:
     def set_pod_log(self, namespace: str, pod: str, text: str) -> None:
         """What ``GET pods/<pod>/log`` answers from now on."""
         def write() -> None:
-            self.emulator.pod_logs[(namespace, pod)] = text
+            self.store.pod_logs[(namespace, pod)] = text
         self.call(write)
 
     # ------------------------------------------------------------ Job controller stand-ins

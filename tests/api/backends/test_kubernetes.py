@@ -172,3 +172,13 @@ async def test_the_configured_namespace_is_used(kube_emulator, tmp_path):
         assert (await client.get(f"/api/v1/train/{task_id}/status")).status_code == 200
     assert kube_emulator.get(TRAININGJOBS, "team-a", task_id) is not None
     assert kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id) is None
+
+
+async def test_default_gpus_fills_an_unset_gpus_only(kube_emulator, tmp_path):
+    settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE, default_gpus=0)
+    backend = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+    async with serve(create_app(settings, backend)) as client:
+        unset = (await client.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+        explicit = (await client.post("/api/v1/train", json={"tenant_id": "tenant1", "gpus": 2})).json()["task_id"]
+    assert kube_emulator.get(TRAININGJOBS, NAMESPACE, unset)["spec"]["gpus"] == 0
+    assert kube_emulator.get(TRAININGJOBS, NAMESPACE, explicit)["spec"]["gpus"] == 2

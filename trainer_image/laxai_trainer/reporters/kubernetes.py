@@ -10,6 +10,11 @@ specs, Jobs or other resources — and the patch carries only ``status.progress`
 is the operator's. The operator reading pods would need pod logs or a sidecar and would lag by
 its resync interval, and the trainer would still need to expose its state somewhere.
 
+In the pod it needs no client library: :class:`InClusterStatusApi` makes the one HTTPS call
+with the ServiceAccount token (re-read at each call: projected tokens rotate) and CA, so the
+trainer image does not carry the ``kubernetes`` package. Outside a pod (development, tests)
+the ``kubernetes`` client with KUBECONFIG is used.
+
 Rate limit: at most one patch every ``min_interval`` seconds (2 s); a newer report replaces
 one not yet sent, and a background thread sends the latest when the interval allows, so the
 last report before a long quiet stretch still arrives within ``min_interval``. A change of
@@ -20,10 +25,14 @@ retries; a 404 (the TrainingJob was deleted) stops reporting.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +45,60 @@ VERSION = "v1alpha1"
 PLURAL = "trainingjobs"
 NAME_ENV = "LAXAI_TRAININGJOB_NAME"
 NAMESPACE_ENV = "LAXAI_TRAININGJOB_NAMESPACE"
-SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_NAMESPACE_FILE = f"{SA_DIR}/namespace"
+
+
+class StatusApiError(Exception):
+    """An HTTP error from the API server; ``status`` is its code (as the kubernetes client's)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class InClusterStatusApi:
+    """``patch_namespaced_custom_object_status`` over HTTP(S) with a bearer token; no client library."""
+
+    def __init__(self, base_url: str, token_file: str | None = None, token: str | None = None,
+                 ca_file: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token_file = token_file
+        self.token = token
+        self.context = ssl.create_default_context(cafile=ca_file) if base_url.startswith("https") else None
+
+    @classmethod
+    def from_pod(cls) -> InClusterStatusApi:
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        host = f"[{host}]" if ":" in host else host
+        return cls(f"https://{host}:{port}", token_file=f"{SA_DIR}/token", ca_file=f"{SA_DIR}/ca.crt")
+
+    @staticmethod
+    def available() -> bool:
+        return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(f"{SA_DIR}/token")
+
+    def _token(self) -> str | None:
+        if self.token_file:
+            with open(self.token_file, encoding="utf-8") as fh:
+                return fh.read().strip()
+        return self.token
+
+    def patch_namespaced_custom_object_status(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: dict[str, Any],
+        _request_timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        url = f"{self.base_url}/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status"
+        headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
+        token = self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PATCH", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=_request_timeout, context=self.context) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise StatusApiError(exc.code, exc.read().decode(errors="replace")[:500]) from exc
 
 
 def patch_body(report: ProgressReport) -> dict[str, Any]:
@@ -79,9 +141,7 @@ class KubernetesStatusReporter:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> KubernetesStatusReporter:
-        """In the trainer pod: the TrainingJob from the env, in-cluster credentials (else KUBECONFIG)."""
-        import kubernetes
-
+        """The TrainingJob from the env; in a pod its ServiceAccount, else the kubernetes client (KUBECONFIG)."""
         name = os.environ.get(NAME_ENV)
         if not name:
             raise RuntimeError(f"{NAME_ENV} is not set")
@@ -91,10 +151,11 @@ class KubernetesStatusReporter:
                 namespace = fh.read().strip()
         if not namespace:
             raise RuntimeError(f"{NAMESPACE_ENV} is not set")
-        try:
-            kubernetes.config.load_incluster_config()
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()
+        if InClusterStatusApi.available():
+            return cls(name, namespace, InClusterStatusApi.from_pod(), **kwargs)
+        import kubernetes
+
+        kubernetes.config.load_kube_config()
         return cls(name, namespace, kubernetes.client.CustomObjectsApi(), **kwargs)
 
     # ---- the Reporter protocol ----------------------------------------------------------
