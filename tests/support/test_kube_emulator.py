@@ -685,3 +685,15 @@ def test_injected_failures_hit_matching_requests_a_set_number_of_times(kube_emul
             custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
     kube_emulator.clear_failures()
     assert custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
+
+
+def test_emulator_options_take_effect(tmp_path):
+    with ThreadedKubeEmulator(crd_paths=(), workdir=tmp_path, request_log_limit=10,
+                              default_namespaces=("only",)) as emu:
+        status, _, _ = http(emu, "GET", TJ_PATH)
+        assert status == 404  # no CRD given: TrainingJobs are not served
+        for _ in range(50):
+            http(emu, "GET", "/api/v1/namespaces")
+        assert 10 <= emu.call(lambda: len(emu.emulator._requests)) <= 20  # kmock's log stays bounded
+        assert [ns["metadata"]["name"] for ns in emu.objects("v1/namespaces")] == ["only"]
+        assert emu.kubeconfig_path.parent == tmp_path and emu.url in emu.kubeconfig_path.read_text()

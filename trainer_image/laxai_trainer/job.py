@@ -33,8 +33,8 @@ import torch
 
 from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
+from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
 from laxai_trainer.run_layout import RunLayout, write_json

@@ -29,7 +29,7 @@ datasets at a time so small datasets still keep every worker busy.
 Local roots are read in place by default (``in_place=None``): nothing is copied, and
 the dataset folders returned are the storage folders themselves — a local root is
 already local files, so a copy would only double the disk use. ``in_place=False``
-copies them through the same manifest logic (tests use it).
+copies them through the same manifest logic (tests use it); GCS roots are always copied.
 
 A per-tenant lock file in the cache serialises concurrent syncs of one tenant (several
 local jobs sharing a cache).
