@@ -2,13 +2,13 @@
 
 Three trained runs are shared by the tests of this module (CPU time is the constraint):
 
-- ``straight``: 4 epochs on a local root (TrainingJob YAML, save_intermediate, wandb offline);
+- ``straight``: 5 epochs on a local root (TrainingJob YAML, save_intermediate, wandb offline);
 - ``gcs_resumed``: 2 epochs on a fake-gcs ``gs://`` root, then resumed to 4 from the GCS
-  checkpoint — must equal ``straight``;
+  checkpoint — its 4 epochs must equal the first 4 of ``straight``;
 - ``preempted``: the console script as a subprocess, SIGTERM once epoch 1 is reported →
-  exit 75 and a checkpoint; then resumed to 4 — must equal ``straight``.
+  exit 75 and a checkpoint; then resumed to 4 — again equal to ``straight``.
 
-The data is closed-set (tests/trainer/closed_set.py) so that four epochs visibly learn.
+The data is closed-set (tests/trainer/closed_set.py) so that five epochs visibly learn.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ from tests.trainer.wandb_records import find_run_files, read_run
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 4
+EPOCHS = 5
+RESUMED_EPOCHS = 4
 BASE = {
     "tenant_id": TENANT,
     "verbose": True,
@@ -62,8 +63,8 @@ BASE = {
     },
     "model_kwargs": {"embedding_dim": 16},
 }
-# Job-level runs never fetch weights, and wandb stays local.
-ENV = {"LAXAI_PRETRAINED_DOWNLOAD": "false", "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
+# Job-level runs stay on CPU (exact resume comparisons), never fetch weights, and wandb stays local.
+ENV = {"LAXAI_PRETRAINED_DOWNLOAD": "false", "LAXAI_DEVICE": "cpu", "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
 
 
 def config(**overrides) -> dict:
@@ -121,12 +122,6 @@ def assert_same_epochs(ours: list[dict], reference: list[dict]) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["epoch"], key)
 
 
-def final_weights(storage, run: str) -> dict[str, torch.Tensor]:
-    import io
-
-    return torch.load(io.BytesIO(storage.read_bytes(f"{TENANT}/runs/{run}/final/model.pt")), weights_only=True)
-
-
 # ---- shared runs ------------------------------------------------------------------------
 
 
@@ -163,7 +158,8 @@ def gcs_resumed(fake_gcs, tmp_path_factory, closed_root):
         first = run_cli(work / "first", config(custom_name="resumed", save_intermediate=False,
                                                training_kwargs={"num_epochs": 2}), root, env)
         after_first = {f.path for f in storage.list_files(f"{TENANT}/runs/resumed")}
-        second = run_cli(work / "second", config(custom_name="resumed", save_intermediate=False), root, env)
+        second = run_cli(work / "second", config(custom_name="resumed", save_intermediate=False,
+                                                 training_kwargs={"num_epochs": RESUMED_EPOCHS}), root, env)
         prefix = f"{TENANT}/runs/resumed"
         yield SimpleNamespace(
             codes=(first, second), storage=storage, prefix=prefix, after_first=after_first,
@@ -180,7 +176,7 @@ def preempted(closed_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("preempted")
     root = work / "root"
     shutil.copytree(closed_root, root)
-    doc = config(custom_name="preempted", save_intermediate=False)
+    doc = config(custom_name="preempted", save_intermediate=False, training_kwargs={"num_epochs": RESUMED_EPOCHS})
     (work / "config.json").write_text(json.dumps(doc))
     progress = work / "progress.json"
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONUNBUFFERED": "1"}
@@ -234,7 +230,7 @@ def test_straight_run_completes_with_the_documented_outputs(straight):
 
 def test_metrics_json_has_every_epoch_and_the_best_epochs_final(straight):
     metrics = straight.metrics
-    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, EPOCHS + 1))
     for epoch in metrics["epochs"]:
         assert {"train_loss", "val_loss", "rank1", "rank5", "rank10", "mAP", "lr", "margin",
                 "images_per_second"} <= epoch.keys()
@@ -258,9 +254,10 @@ def test_training_lifts_val_map_well_above_the_untrained_model(straight, closed_
                       data.build_val_loader(val, cfg.training_kwargs, "cpu"))
     untrained = trainer.validate().mAP
     best = straight.metrics["final"]["mAP"]
-    assert best >= untrained + 0.15, (untrained, [e["mAP"] for e in straight.metrics["epochs"]])
+    assert best >= untrained + 0.2, (untrained, [e["mAP"] for e in straight.metrics["epochs"]])
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_final_model_state_dict_and_torchscript_agree(straight):
     cfg = TrainingConfig.model_validate(config())
     model = build_model(cfg.model_kwargs)
@@ -287,7 +284,10 @@ def test_last_checkpoint_holds_the_full_training_state(straight):
     payload = torch.load(straight.run / "checkpoints/last.pt", weights_only=False)
     state = payload["state"]
     assert state["epoch"] == EPOCHS and state["step"] == 0
-    assert state["margin"] == pytest.approx(0.4)
+    # margin 0.4, decay 0.99, threshold 0.01: 0.4·0.99³ is the first change above 0.01 (epoch 4);
+    # epoch 5's 0.4·0.99⁴ is within 0.01 of it, so it stays
+    assert [e["margin"] for e in straight.metrics["epochs"]] == pytest.approx([0.4] * 3 + [0.4 * 0.99**3] * 2)
+    assert state["margin"] == pytest.approx(0.4 * 0.99**3)
     assert state["best_epoch"] == straight.metrics["best_epoch"]
     assert {"python", "numpy", "torch"} <= payload["rng"].keys()
     assert payload["optimizer"]["state"] and payload["scheduler"]["best"] == pytest.approx(state["best_map"])
@@ -342,17 +342,13 @@ def test_resume_from_a_gcs_checkpoint_equals_the_straight_run(gcs_resumed, strai
     assert gcs_resumed.run_meta["init_source"]["kind"] == "checkpoint"
     assert gcs_resumed.run_meta["init_source"]["uri"].startswith("gs://")
     assert gcs_resumed.run_meta["resumed_at_epoch"] == 2
-    assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"])
-    ours = final_weights(gcs_resumed.storage, "resumed")
-    reference = final_weights(open_storage(straight.root), "straight")
-    for key, value in reference.items():
-        assert torch.allclose(ours[key], value, atol=1e-5), key
+    assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
 
 
 def test_sigterm_checkpoints_and_exits_75(preempted):
     assert preempted.code == exit_codes.RETRY, preempted.output[-3000:]
     state = preempted.payload["state"]
-    assert state["epoch"] >= 1 and state["epoch"] < EPOCHS
+    assert 1 <= state["epoch"] < RESUMED_EPOCHS
     assert "SIGTERM received" in preempted.output
     assert preempted.report["progress"]["message"].startswith("Preempted: checkpoint at")
 
@@ -360,7 +356,7 @@ def test_sigterm_checkpoints_and_exits_75(preempted):
 def test_resume_after_sigterm_equals_the_straight_run(preempted, straight):
     assert preempted.resumed == exit_codes.OK
     assert read_json(preempted.run / "run.json")["init_source"]["kind"] == "checkpoint"
-    assert_same_epochs(preempted.metrics["epochs"], straight.metrics["epochs"])
+    assert_same_epochs(preempted.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
 
 
 # ---- wiring checks without training ------------------------------------------------------

@@ -13,6 +13,7 @@ from laxai_trainer.progress import (
     LogReporter,
     LogTail,
     ProgressTracker,
+    TqdmReporter,
     eta_seconds,
     format_report,
 )
@@ -159,3 +160,17 @@ def test_missing_kubernetes_reporter_is_logged_not_fatal(monkeypatch, caplog):
         reporters = make_reporters()
     assert [type(r).__name__ for r in reporters] == ["LogReporter"]
     assert "LAXAI_TRAININGJOB_NAME is set" in caplog.text
+
+
+def test_tqdm_bar_follows_epochs_and_closes_at_the_end():
+    import io
+
+    out = io.StringIO()
+    bar = TqdmReporter(file=out)
+    bar.report(ProgressReport(progress=Progress(status=Phase.running, message="syncing")))  # no total yet
+    assert out.getvalue() == ""
+    bar.report(ProgressReport(progress=Progress(status=Phase.running, current_epoch=1, total_epochs=4,
+                                                current_loss=0.5, eta_seconds=30)))
+    assert "1/4 epochs" in out.getvalue() and "loss=0.5000" in out.getvalue() and "eta=30s" in out.getvalue()
+    bar.report(ProgressReport(progress=Progress(status=Phase.completed, current_epoch=4, total_epochs=4)))
+    assert "4/4 epochs" in out.getvalue() and bar._bar is None

@@ -125,6 +125,16 @@ def test_weight_decay_pulls_weights_towards_zero():
     assert norms[1.0] < norms[0.0]
 
 
+def test_margin_is_the_loss_margin():
+    trainer = make_trainer(config())
+    batch = next(iter(trainer.train_loader))
+    with torch.no_grad():
+        small, _ = trainer._loss(batch, 0.05)
+        large, _ = trainer._loss(batch, 2.0)
+    # with margin 2 every triplet is active: the loss exceeds the margin difference
+    assert large.item() > small.item() + 1.0
+
+
 def test_margin_decays_per_schedule_across_epochs():
     trainer = make_trainer(config(num_epochs=3, margin=0.4, margin_decay_rate=0.5, margin_change_threshold=0.25))
     for epoch in (1, 2, 3):

@@ -26,8 +26,10 @@ from pathlib import Path
 
 from laxai_trainer import exit_codes
 from laxai_trainer.config import RUN_NAME_PATTERN, TrainingConfig
+from laxai_trainer.errors import ConfigError
 from laxai_trainer.job_config import ConfigDocumentError, load_config
 from laxai_trainer.progress import FanOut, LogTail, ProgressTracker
+from laxai_trainer.reporters import make_reporters
 from laxai_trainer.settings import env_help
 from laxai_trainer.status import Phase
 from laxai_trainer.trainer_settings import TrainerSettings
@@ -143,9 +145,6 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from laxai_trainer.errors import ConfigError
-    from laxai_trainer.reporters import make_reporters
-
     settings = TrainerSettings()
     try:
         config = read_config(args.config, settings)
@@ -177,13 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("run %s of tenant %s, storage %s", run_name, config.tenant_id, options.storage_root)
     try:
         result = run_job(config, options, tracker)
-    except ConfigError as exc:
-        log.error("configuration or data error: %s", exc)
+    except ConfigError as exc:  # run_job has logged it
         tracker.finish(Phase.failed, str(exc))
         write_termination_log(settings.termination_log, str(exc))
         return exit_codes.CONFIG_ERROR
     except Exception as exc:
-        log.exception("training failed")
         message = f"{type(exc).__name__}: {exc}"
         tracker.finish(Phase.failed, message)
         write_termination_log(settings.termination_log, message)

@@ -34,6 +34,7 @@ import torch
 from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
+from laxai_trainer.errors import ConfigError
 from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
@@ -70,8 +71,6 @@ class JobResult:
 def pick_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            from laxai_trainer.errors import ConfigError
-
             raise ConfigError("LAXAI_DEVICE is cuda but no CUDA device is available")
         return torch.device("cuda")
     return torch.device("cpu")
@@ -172,6 +171,12 @@ class Job:
             self.storage.upload_many(pairs)
         except Exception as exc:  # wandb must never fail the job
             log.warning("could not upload the offline wandb files: %s", exc)
+
+    def record_failure(self, exc: BaseException) -> None:
+        try:
+            self.write_meta(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=now_rfc3339())
+        except Exception as meta_exc:  # storage may be what failed
+            log.debug("run.json not updated: %s", meta_exc)
 
     def write_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
@@ -334,6 +339,7 @@ class Job:
         if outcome == "preempted":
             self.write_meta(status="preempted")
             self.wandb.close_quietly(exit_code=1)
+            self.upload_wandb_files()  # this pod's local files do not outlive it
             return JobResult(outcome, self.run_uri, best_metrics(trainer.state, self.run_uri), source)
         metrics = self.finalize(trainer, outcome)
         return JobResult(outcome, self.run_uri, metrics, source)
@@ -391,9 +397,22 @@ class Job:
 
 
 def run_job(config: TrainingConfig, options: JobOptions, tracker: ProgressTracker) -> JobResult:
-    job = Job(config, options, tracker)
+    """Run one job; errors are logged (so the uploaded log has them) and re-raised."""
+    try:
+        job = Job(config, options, tracker)
+    except ConfigError as exc:  # an unusable storage root
+        log.error("configuration error: %s", exc)
+        raise
     try:
         return job.run()
+    except ConfigError as exc:
+        log.error("configuration or data error: %s", exc)
+        job.record_failure(exc)
+        raise
+    except Exception as exc:
+        log.exception("training failed")
+        job.record_failure(exc)
+        raise
     finally:
         job.wandb.close_quietly()
         job.upload_log()

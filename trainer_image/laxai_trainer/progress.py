@@ -129,9 +129,16 @@ class LogReporter:
 
 
 class TqdmReporter:
-    """A progress bar over epochs on stderr (used when stderr is a terminal)."""
+    """A progress bar over epochs on stderr (used when stderr is a terminal).
 
-    def __init__(self) -> None:
+    The bar shows our own ETA (mean epoch time × epochs left), not tqdm's rate: the bar
+    only moves at epoch ends, and a resumed run starts part-way.
+    """
+
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} epochs [{elapsed}{postfix}]"
+
+    def __init__(self, file: Any = None) -> None:
+        self.file = file
         self._bar: Any = None
 
     def report(self, report: ProgressReport) -> None:
@@ -139,7 +146,7 @@ class TqdmReporter:
 
         p = report.progress
         if self._bar is None and p.total_epochs:
-            self._bar = tqdm(total=p.total_epochs, unit="epoch", dynamic_ncols=True)
+            self._bar = tqdm(total=p.total_epochs, file=self.file, dynamic_ncols=True, bar_format=self.BAR_FORMAT)
         if self._bar is None:
             return
         self._bar.n = p.current_epoch or 0
@@ -148,6 +155,8 @@ class TqdmReporter:
             postfix["loss"] = f"{p.current_loss:.4f}"
         if report.metrics and report.metrics.mAP is not None:
             postfix["mAP"] = f"{report.metrics.mAP:.3f}"
+        if p.eta_seconds:
+            postfix["eta"] = f"{p.eta_seconds:.0f}s"
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.set_description((p.message or p.status.value)[:40], refresh=False)
         self._bar.refresh()

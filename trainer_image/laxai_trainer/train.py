@@ -30,6 +30,7 @@ import torch
 
 from laxai_trainer.checkpoint import TrainState, build_payload, capture_rng, restore, restore_rng
 from laxai_trainer.config import TrainingConfig
+from laxai_trainer.errors import ConfigError
 from laxai_trainer.evaluate import EvalResult, evaluate
 from laxai_trainer.losses import batch_hard_triplet_loss, margin_schedule, triplet_margin_loss
 from laxai_trainer.model import architecture
@@ -81,6 +82,8 @@ class Trainer:
         self.config = config
         self.device = device
         self.channels_last = device.type == "cuda"
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed 120×80 input: let cuDNN pick its fastest kernels
         self.amp = autocast_dtype(device)
         self.model = model.to(device)
         if self.channels_last:
@@ -126,8 +129,6 @@ class Trainer:
     def load_checkpoint(self, payload: dict[str, Any]) -> None:
         expected = architecture(self.config.model_kwargs)
         if payload.get("architecture") != expected:
-            from laxai_trainer.errors import ConfigError
-
             raise ConfigError(
                 f"resume_from_checkpoint: the run's checkpoint has architecture {payload.get('architecture')}, "
                 f"the config asks for {expected} (model_kwargs); use another custom_name or "
