@@ -4,16 +4,5 @@
 # Usage: ./scripts/quickstart.sh [--epochs N] [--players N] [--frames N] [--home DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# shellcheck disable=SC1091
-. .venv/bin/activate
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-echo "==> installing laxai-training (trainer + api) into .venv"
-python -m pip install -q --upgrade pip
-python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[trainer,api]"
-
+. scripts/venv.sh trainer,api
 exec python scripts/quickstart.py "$@"

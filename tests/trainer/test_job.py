@@ -343,6 +343,10 @@ def test_resume_from_a_gcs_checkpoint_equals_the_straight_run(gcs_resumed, strai
     assert gcs_resumed.run_meta["init_source"]["uri"].startswith("gs://")
     assert gcs_resumed.run_meta["resumed_at_epoch"] == 2
     assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
+    # best.pt was removed after the first finish (no save_intermediate): the best weights so far
+    # came back from that finish's final model
+    log = gcs_resumed.storage.read_bytes(f"{gcs_resumed.prefix}/logs/trainer.log").decode()
+    assert "resumed from checkpoint" in log and "best-epoch weights of the resumed run not found" not in log
 
 
 def test_sigterm_checkpoints_and_exits_75(preempted):

@@ -19,6 +19,7 @@ A stop request (SIGTERM, set by the CLI) ends with a checkpoint and outcome
 
 from __future__ import annotations
 
+import io
 import logging
 import platform
 import signal
@@ -38,7 +39,7 @@ from laxai_trainer.errors import ConfigError
 from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
-from laxai_trainer.run_layout import RunLayout, write_json
+from laxai_trainer.run_layout import RunLayout, read_json, write_json
 from laxai_trainer.status import Metrics, Phase
 from laxai_trainer.train import Outcome, Trainer, seed_everything
 from laxai_trainer.wandb_run import WandbRun, artifact_name
@@ -248,13 +249,15 @@ class Job:
         if payload is not None and payload.get("epoch") == trainer.state.best_epoch:
             trainer.best_weights = payload["model"]
             return
-        if self.storage.exists(self.layout.final_model):
-            import io
-
-            state = torch.load(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
-                               map_location="cpu", weights_only=True)
-            trainer.best_weights = state
-            return
+        if self.storage.exists(self.layout.final_meta) and self.storage.exists(self.layout.final_model):
+            meta = read_json(self.storage, self.layout.final_meta)
+            # Only the final model this very checkpoint history produced (not an older run's).
+            if meta.get("best_epoch") == trainer.state.best_epoch and (meta.get("metrics") or {}).get(
+                "mAP"
+            ) == trainer.state.best_map:
+                trainer.best_weights = torch.load(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
+                                                  map_location="cpu", weights_only=True)
+                return
         if trainer.state.best_epoch:
             log.warning("best-epoch weights of the resumed run not found: the final model will be the last epoch's")
 
