@@ -70,8 +70,7 @@ def trainer_state(**state) -> list[dict]:
 
 
 def events_for(emu, name: str, namespace: str = NS) -> list[tuple[str, str]]:
-    out = []
-    for ev in emu.objects("v1/events", namespace):
-        if (ev.get("involvedObject") or {}).get("name") == name:
-            out.append((ev.get("type"), ev.get("reason")))
-    return out
+    """(type, reason) of the Events on an object, oldest first."""
+    evs = [ev for ev in emu.objects("v1/events", namespace) if (ev.get("involvedObject") or {}).get("name") == name]
+    evs.sort(key=lambda ev: (ev.get("eventTime") or "", int(ev["metadata"].get("resourceVersion") or 0)))
+    return [(ev.get("type"), ev.get("reason")) for ev in evs]

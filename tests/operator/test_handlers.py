@@ -91,6 +91,11 @@ def test_lifecycle_running_then_completed_with_metrics(operator_env, kube_api_cl
                                              "conditions": [{"type": "Complete", "status": "True",
                                                              "lastTransitionTime": "2026-01-01T01:00:00Z"}]})
         st = wait_phase(emu, "run-1", "completed", "Completed")["status"]
+        # One Event on the TrainingJob per transition, in order (kubectl describe tj).
+        want = [("Normal", r) for r in [h["reason"] for h in st["history"]]]
+        emu.wait_for(lambda: events_for(emu, "run-1") == want, timeout=5,
+                     message=f"events {want}, got {events_for(emu, 'run-1')}")
+    assert [r for _, r in want][-3:] == ["Starting", "Running", "Completed"]
     assert st["completionTime"] == "2026-01-01T01:00:00Z"
     assert st["metrics"]["mAP"] == 0.81 and st["progress"]["current_epoch"] == 3
     assert st["progress"]["status"] == "completed" and st["progress"]["current_loss"] == 0.2

@@ -5,8 +5,9 @@ then validate (jsonschema Draft 4: the schema is OpenAPI 3.0, whose
 ``exclusiveMinimum``/``exclusiveMaximum`` are booleans). Pure functions on
 plain dicts; ``CrdSchema`` just caches the compiled validator.
 
-Not done (only a real API server does them): CEL ``x-kubernetes-validations``,
-``format`` checks, list-type (set/map) uniqueness, ratcheting.
+CEL ``x-kubernetes-validations`` are evaluated after these (``tests.support.cel_rules``).
+Not done (only a real API server does them): ``format`` checks, list-type (set/map)
+uniqueness, ratcheting of OpenAPI errors.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 
 import kmock
 
-from tests.support import patching, selectors
+from tests.support import cel_rules, patching, selectors
 from tests.support.api_errors import ApiError, bad_request, conflict, details_for, invalid, not_found
 from tests.support.crd_schema import Cause
 from tests.support.kinds import Kind, builtin_kinds, kinds_from_crd
@@ -157,7 +157,9 @@ class ObjectStore:
 
     # ---------------------------------------------------------------- validation helpers
 
-    def _apply_schema(self, kind: Kind, obj: Obj, *, strict: bool, warnings: list[str]) -> Obj:
+    def _apply_schema(self, kind: Kind, obj: Obj, *, strict: bool, warnings: list[str],
+                      old: Obj | None = None) -> Obj:
+        """Prune, default, validate (OpenAPI, then the CEL rules; ``old``: the stored object)."""
         if kind.schema is None:
             return obj
         obj, removed = kind.schema.prune(obj)
@@ -167,6 +169,10 @@ class ObjectStore:
         warnings.extend(f'unknown field "{path}"' for path in removed)
         obj = kind.schema.default(obj)
         causes = kind.schema.validate(obj)
+        if not causes:
+            prior = {k: v for k, v in old.items() if k != "metadata"} if old is not None else cel_rules.MISSING
+            causes = cel_rules.violations(kind.schema.schema, {k: v for k, v in obj.items() if k != "metadata"},
+                                          prior)
         if causes:
             raise invalid(kind, obj["metadata"]["name"], causes)
         return obj
@@ -276,7 +282,7 @@ class ObjectStore:
                     meta.pop(immutable, None)
         new["apiVersion"], new["kind"] = kind.api_version, kind.kind
         self._check_metadata(kind, new)
-        new = self._apply_schema(kind, new, strict=strict, warnings=warnings)
+        new = self._apply_schema(kind, new, strict=strict, warnings=warnings, old=old)
         old_meta = old["metadata"]
         if old_meta.get("deletionTimestamp"):
             added = set(new["metadata"].get("finalizers") or []) - set(old_meta.get("finalizers") or [])

@@ -145,20 +145,20 @@ def test_names_and_labels_are_validated(kube_emulator, custom, batch):
 
 
 def test_put_replaces_and_detects_stale_resource_versions(custom):
-    first = create_tj(custom, tj("put", gpus=1))
-    fresh = dict(first, spec={**first["spec"], "gpus": 2})
+    first = create_tj(custom, tj("put", activeDeadlineSeconds=101))
+    fresh = dict(first, spec={**first["spec"], "activeDeadlineSeconds": 102})
     replaced = custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "put", fresh)
-    assert replaced["spec"]["gpus"] == 2 and replaced["metadata"]["generation"] == 2
+    assert replaced["spec"]["activeDeadlineSeconds"] == 102 and replaced["metadata"]["generation"] == 2
     assert int(replaced["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
-    stale = dict(first, spec={**first["spec"], "gpus": 3})  # still carries the old resourceVersion
+    stale = dict(first, spec={**first["spec"], "activeDeadlineSeconds": 103})  # still carries the old resourceVersion
     with pytest.raises(ApiException) as e:
         custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "put", stale)
     assert e.value.status == 409 and json.loads(e.value.body)["reason"] == "Conflict"
-    assert custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "put")["spec"]["gpus"] == 2
+    assert custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "put")["spec"]["activeDeadlineSeconds"] == 102
     # A merge patch carrying a stale resourceVersion is an optimistic-concurrency check too.
     with pytest.raises(ApiException) as e:
         custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "put", {
-            "metadata": {"resourceVersion": first["metadata"]["resourceVersion"]}, "spec": {"gpus": 4}})
+            "metadata": {"resourceVersion": first["metadata"]["resourceVersion"]}, "spec": {"activeDeadlineSeconds": 104}})
     assert e.value.status == 409
 
 
@@ -169,14 +169,14 @@ def test_status_subresource_is_separate_from_the_main_resource(kube_emulator, cu
                                                  {"status": {"phase": "running"}})
     # Writing status through the main resource is ignored...
     main = custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "st",
-                                                 {"status": {"phase": "failed"}, "spec": {"gpus": 2}})
-    assert main["status"]["phase"] == "running" and main["spec"]["gpus"] == 2
+                                                 {"status": {"phase": "failed"}, "spec": {"activeDeadlineSeconds": 102}})
+    assert main["status"]["phase"] == "running" and main["spec"]["activeDeadlineSeconds"] == 102
     # ...and writing spec through /status too.
     sub = custom.patch_namespaced_custom_object_status(GROUP, VERSION, "default", PLURAL, "st",
-                                                       {"spec": {"gpus": 5}, "status": {"phase": "completed"}})
-    assert sub["spec"]["gpus"] == 2 and sub["status"]["phase"] == "completed"
+                                                       {"spec": {"activeDeadlineSeconds": 105}, "status": {"phase": "completed"}})
+    assert sub["spec"]["activeDeadlineSeconds"] == 102 and sub["status"]["phase"] == "completed"
     stored = kube_emulator.get(TJ, "default", "st")
-    assert stored["status"]["phase"] == "completed" and stored["spec"]["gpus"] == 2
+    assert stored["status"]["phase"] == "completed" and stored["spec"]["activeDeadlineSeconds"] == 102
 
 
 def test_generation_changes_only_with_spec(kube_emulator, custom):
@@ -190,10 +190,10 @@ def test_generation_changes_only_with_spec(kube_emulator, custom):
     labelled = patch({"metadata": {"labels": {"a": "b"}, "annotations": {"x": "y"}}})
     assert labelled["metadata"]["generation"] == 1 and labelled["metadata"]["resourceVersion"] != rv
     assert patch({"status": {"phase": "running"}}, status=True)["metadata"]["generation"] == 1
-    assert patch({"spec": {"gpus": 4}})["metadata"]["generation"] == 2
-    assert patch({"spec": {"gpus": 0}})["metadata"]["generation"] == 3
+    assert patch({"spec": {"activeDeadlineSeconds": 104}})["metadata"]["generation"] == 2
+    assert patch({"spec": {"activeDeadlineSeconds": 100}})["metadata"]["generation"] == 3
     before = kube_emulator.get(TJ, "default", "gen")["metadata"]["resourceVersion"]
-    unchanged = patch({"spec": {"gpus": 0}})  # a no-op: no new version, no event
+    unchanged = patch({"spec": {"activeDeadlineSeconds": 100}})  # a no-op: no new version, no event
     assert unchanged["metadata"]["generation"] == 3 and unchanged["metadata"]["resourceVersion"] == before
 
 
@@ -323,7 +323,7 @@ def test_watch_streams_changes_after_the_listed_resource_version(kube_emulator, 
                                    resource_version=listed["metadata"]["resourceVersion"], count=3,
                                    timeout_seconds=10)
     created = create_tj(custom, tj("w"))
-    patched = custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w", {"spec": {"gpus": 3}})
+    patched = custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w", {"spec": {"activeDeadlineSeconds": 103}})
     custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w")
     thread.join(10)
     assert [(t, n) for t, n, _ in events] == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
@@ -335,7 +335,7 @@ def test_watch_streams_changes_after_the_listed_resource_version(kube_emulator, 
 def test_watch_replays_history_from_a_resource_version(custom):
     first = create_tj(custom, tj("r1"))
     create_tj(custom, tj("r2"))
-    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "r1", {"spec": {"gpus": 0}})
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "r1", {"spec": {"activeDeadlineSeconds": 100}})
     events, thread = collect_watch(custom.list_namespaced_custom_object, GROUP, VERSION, "default", PLURAL,
                                    resource_version=first["metadata"]["resourceVersion"], count=2,
                                    timeout_seconds=10)
@@ -363,7 +363,7 @@ def test_watch_filters_by_namespace_and_selector_and_reports_leaving_objects(cus
     create_tj(custom, tj("sel", labels={"tenant": "b"}))
     custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "sel",
                                           {"metadata": {"labels": {"tenant": "a"}}})
-    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "sel", {"spec": {"gpus": 2}})
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "sel", {"spec": {"activeDeadlineSeconds": 102}})
     custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "sel",
                                           {"metadata": {"labels": {"tenant": "c"}}})
     thread.join(10)
@@ -585,15 +585,17 @@ def test_concurrent_writers_with_the_same_resource_version_conflict(kube_emulato
     base = create_tj(custom, tj("race"))
     outcomes: list[int] = []
 
-    def replace(gpus: int) -> None:
-        body = dict(base, spec={**base["spec"], "gpus": gpus})
+    def replace(deadline: int) -> None:  # a mutable field (CEL guards the others)
+        body = dict(base, spec={**base["spec"], "activeDeadlineSeconds": deadline})
         try:
             custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "race", body)
             outcomes.append(200)
         except ApiException as e:
             outcomes.append(e.status)
 
-    threads = [threading.Thread(target=replace, args=(i,)) for i in range(8)]
+    # Each write differs from the stored object: an equal one is a no-op that keeps the
+    # resourceVersion, so a later writer with that version would rightly succeed too.
+    threads = [threading.Thread(target=replace, args=(100 + i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -609,12 +611,12 @@ def test_store_helpers_mirror_the_api(kube_emulator, custom):
     assert [o["metadata"]["name"] for o in kube_emulator.objects("tj", label_selector="tenant=b")] == ["h2"]
     assert [o["metadata"]["name"] for o in kube_emulator.objects("TrainingJob", "default")] == ["h1"]
     kube_emulator.patch_status(TJ, "default", "h1", {"phase": "running"})
-    kube_emulator.patch(TJ, "default", "h1", {"spec": {"gpus": 2}})
+    kube_emulator.patch(TJ, "default", "h1", {"spec": {"activeDeadlineSeconds": 102}})
     seen = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "h1")
-    assert seen["status"]["phase"] == "running" and seen["spec"]["gpus"] == 2
+    assert seen["status"]["phase"] == "running" and seen["spec"]["activeDeadlineSeconds"] == 102
     assert [v["metadata"]["generation"] for v in kube_emulator.history(TJ, "default", "h1")] == [1, 1, 2]
     with pytest.raises(TimeoutError, match="h1"):
-        kube_emulator.wait_for_object(TJ, "default", "h1", lambda o: o["spec"]["gpus"] == 9, timeout=0.2)
+        kube_emulator.wait_for_object(TJ, "default", "h1", lambda o: o["spec"]["activeDeadlineSeconds"] == 109, timeout=0.2)
     kube_emulator.delete(TJ, "default", "h1")
     assert kube_emulator.get(TJ, "default", "h1") is None
 
@@ -675,7 +677,7 @@ def test_injected_failures_hit_matching_requests_a_set_number_of_times(kube_emul
             custom.patch_namespaced_custom_object_status(GROUP, VERSION, "default", PLURAL, "flaky",
                                                          {"status": {"phase": "running"}})
         assert e.value.status == 503 and json.loads(e.value.body)["reason"] == "ServiceUnavailable"
-    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "flaky", {"spec": {"gpus": 2}})
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "flaky", {"spec": {"activeDeadlineSeconds": 102}})
     done = custom.patch_namespaced_custom_object_status(GROUP, VERSION, "default", PLURAL, "flaky",
                                                         {"status": {"phase": "running"}})
     assert done["status"]["phase"] == "running" and failure.hits == 2

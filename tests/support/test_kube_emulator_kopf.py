@@ -48,16 +48,16 @@ OPERATOR = textwrap.dedent('''
 
     @kopf.on.create(*RESOURCE)
     def created(name, spec, body, patch, **_):
-        record(f"create {name} gpus={spec.get('gpus')}")
+        record(f"create {name} deadline={spec.get('activeDeadlineSeconds')}")
         kopf.info(body, reason="Created", message="probe saw it")
         patch.status["phase"] = "running"
-        patch.status["message"] = f"created with gpus={spec.get('gpus')}"
+        patch.status["message"] = f"created with deadline={spec.get('activeDeadlineSeconds')}"
 
 
     @kopf.on.update(*RESOURCE, field="spec")
     def updated(name, old, new, patch, **_):
-        record(f"update {name} gpus={old.get('gpus')}->{new.get('gpus')}")
-        patch.status["message"] = f"updated gpus={new.get('gpus')}"
+        record(f"update {name} deadline={old.get('activeDeadlineSeconds')}->{new.get('activeDeadlineSeconds')}")
+        patch.status["message"] = f"updated deadline={new.get('activeDeadlineSeconds')}"
 
 
     @kopf.on.delete(*RESOURCE)
@@ -85,7 +85,7 @@ def test_kopf_operator_handles_create_update_delete_exactly_once(kube_env: Threa
         kopf.set_default_registry(previous)
     assert runner.exception is None, runner.output
     assert runner.exit_code == 0, runner.output
-    assert probe.read_text().splitlines() == ["create probe gpus=1", "update probe gpus=1->3", "delete probe"]
+    assert probe.read_text().splitlines() == ["create probe deadline=101", "update probe deadline=101->103", "delete probe"]
     assert handled["status"]["phase"] == "running"
     assert handled["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
     assert "probe.laxai.io/last-handled-configuration" in handled["metadata"]["annotations"]
@@ -98,13 +98,13 @@ def run_probe(args: list[str], kube_env: ThreadedKubeEmulator, custom: kubernete
     with kopf.testing.KopfRunner(args, timeout=60, registry=kopf.OperatorRegistry()) as runner:
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob",
-            "metadata": {"name": "probe"}, "spec": {"tenant_id": "t1", "gpus": 1}})
+            "metadata": {"name": "probe"}, "spec": {"tenant_id": "t1", "activeDeadlineSeconds": 101}})
         kube_env.wait_for_object(TJ, "default", "probe",
-                                 lambda tj: tj.get("status", {}).get("message") == "created with gpus=1",
+                                 lambda tj: tj.get("status", {}).get("message") == "created with deadline=101",
                                  timeout=30)
-        custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "probe", {"spec": {"gpus": 3}})
+        custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "probe", {"spec": {"activeDeadlineSeconds": 103}})
         handled = kube_env.wait_for_object(TJ, "default", "probe",
-                                           lambda tj: tj.get("status", {}).get("message") == "updated gpus=3",
+                                           lambda tj: tj.get("status", {}).get("message") == "updated deadline=103",
                                            timeout=30)
         events = kube_env.wait_for(lambda: kube_env.objects("v1/events", "default"), timeout=30,
                                    message="kopf's events")

@@ -4,7 +4,7 @@ Why the trainer writes (rather than the operator reading the pod): the trainer k
 progress the moment an epoch ends, and one merge patch to the status subresource puts it in
 ``kubectl get tj`` within about a second (the rate limit below), with no log scraping, no
 exec into pods and no extra port. The pod's ServiceAccount is bound to a namespaced Role that
-allows only ``get`` and ``patch`` on ``trainingjobs/status`` — least privilege: it can't touch
+allows only ``patch`` on ``trainingjobs/status`` — least privilege: it can't touch
 specs, Jobs or other resources — and the patch carries only ``status.progress`` (without
 ``progress.status``, which mirrors the phase) and ``status.metrics``; every other status field
 is the operator's. The operator reading pods would need pod logs or a sidecar and would lag by
