@@ -146,36 +146,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"==> starting laxai-api (local backend) on http://127.0.0.1:{port}  (log: {log_path})")
     proc = start_api(env, port, log_path)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    task_id = None
+    submitted = False  # from the moment the POST is sent until the job has finished
     try:
         wait_healthy(client, proc, log_path)
         body = seed_request(args.epochs)
         print("==> POST /api/v1/train", json.dumps(body))
+        submitted = True
         accepted = client.post("/api/v1/train", json=body)
         if accepted.status_code != 200:
             raise SystemExit(f"submit failed: {accepted.status_code} {accepted.text}")
         task_id = accepted.json()["task_id"]
         print(f"    task_id: {task_id}")
         final = follow(client, task_id, args.epochs, args.timeout)
-        task_id = None  # finished: nothing left to cancel
+        submitted = False  # finished: nothing left to cancel
         return report(final, client.get(f"/api/v1/train/{final['task_id']}").json(), storage)
     except KeyboardInterrupt:
         print("\ninterrupted: cancelling the job and stopping the API", file=sys.stderr)
         return 130
     finally:
-        if task_id is not None:
-            cancel(client, task_id)
+        if submitted:
+            cancel_active(client)
         client.close()
         stop(proc)
 
 
-def cancel(client: httpx.Client, task_id: str) -> None:
-    """The local API leaves trainers running across its own restarts, so cancel ours first:
-    DELETE stops the trainer's process group (SIGTERM, then SIGKILL after a grace period)."""
-    try:
-        client.delete(f"/api/v1/train/{task_id}", timeout=60)
-    except httpx.HTTPError as exc:
-        print(f"warning: could not cancel {task_id}: {exc}", file=sys.stderr)
+def cancel_active(client: httpx.Client) -> None:
+    """The local API leaves trainers running across its own restarts, so cancel them first:
+    DELETE stops a trainer's process group (SIGTERM, then SIGKILL after a grace period).
+    Every pending or running job of this quickstart's own API is cancelled, so an interrupt
+    that lands before the POST's answer leaves no trainer behind either."""
+    for status in ("pending", "running"):  # queued first: a freed slot would start one
+        try:
+            jobs = client.get("/api/v1/train/jobs", params={"status": status, "limit": 1000}).json()["jobs"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            print(f"warning: could not list {status} jobs: {exc}", file=sys.stderr)
+            continue
+        for job in jobs:
+            try:
+                client.delete(f"/api/v1/train/{job['task_id']}", timeout=60)
+            except httpx.HTTPError as exc:
+                print(f"warning: could not cancel {job['task_id']}: {exc}", file=sys.stderr)
 
 
 def report(final: dict, detail: dict, storage: Path) -> int:

@@ -22,6 +22,8 @@ OVERRIDES = {
     "num_workers": ("training_kwargs", "num_workers"),
     "embedding_dim": ("model_kwargs", "embedding_dim"),
 }
+#: Log lines fetched per poll by ``logs -f``.
+FOLLOW_WINDOW = 1000
 
 
 def load_request(path: str) -> dict[str, Any]:
@@ -127,12 +129,15 @@ def cmd_list(client: LaxAIClientSync, args: argparse.Namespace) -> int:
 
 
 def cmd_logs(client: LaxAIClientSync, args: argparse.Namespace) -> int:
-    seen = client.get_logs(args.task_id, tail=args.tail)["lines"]
-    for line in seen:
+    # Following compares tails of one size: with a smaller first tail, the next (larger) one
+    # would not start inside it and new_lines would print the whole log again.
+    window = max(args.tail, FOLLOW_WINDOW) if args.follow else args.tail
+    seen = client.get_logs(args.task_id, tail=window)["lines"]
+    for line in seen[len(seen) - min(args.tail, len(seen)):]:
         print(line)
     while args.follow:
         finished = client.get_training_status(args.task_id)["status"] in TERMINAL
-        current = client.get_logs(args.task_id, tail=max(args.tail, 1000))["lines"]
+        current = client.get_logs(args.task_id, tail=window)["lines"]
         for line in new_lines(seen, current):
             print(line, flush=True)
         seen = current

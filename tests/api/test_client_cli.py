@@ -85,6 +85,16 @@ def test_logs_follow_prints_each_line_once(live_server, capsys):
     assert epochs == [f"epoch {i}/20 loss={1 / i:.4f}" for i in range(1, 21)] and lines[-1] == "done"
 
 
+def test_logs_follow_of_a_finished_job_prints_only_the_tail(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1", "--epochs", "5")
+    task_id = out.strip()
+    assert run(capsys, "--url", live_server.url, "wait", task_id, "--interval", "0.05")[0] == 0
+    code, out, _ = run(capsys, "--url", live_server.url, "logs", "-f", task_id, "--tail", "2", "--interval", "0.05")
+    assert code == 0 and out.splitlines() == ["epoch 5/5 loss=0.2000", "done"]
+    code, out, _ = run(capsys, "--url", live_server.url, "logs", "-f", task_id, "--tail", "0", "--interval", "0.05")
+    assert code == 0 and out == ""
+
+
 def test_api_key_and_url_from_environment(live_server, capsys, monkeypatch):
     monkeypatch.setenv("LAXAI_API_URL", live_server.url)
     code, _, err = run(capsys, "list")

@@ -1,10 +1,12 @@
 """scripts/quickstart.sh: the README's main command, run end to end in a temporary folder."""
 
+import importlib.util
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,3 +35,30 @@ def test_quickstart_trains_the_seed_example_to_completion(tmp_path):
     # The API was stopped: no process still holds the quickstart's home folder open.
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def load_quickstart():
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "scripts" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupt_cancels_every_active_job_of_its_api(tmp_path):
+    """Ctrl-C may land before the POST's answer names the job: every pending or running job
+    of the quickstart's own API is cancelled, so no trainer outlives the script."""
+    from laxai_api.app import create_app
+    from laxai_api.backends.local import process_alive
+    from tests.api.conftest import LONG, LiveServer, local_settings
+
+    app = create_app(local_settings(tmp_path))  # two trainers at once, the third queued
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        ids = [client.post("/api/v1/train", json={"tenant_id": "tenant1", **LONG}).json()["task_id"]
+               for _ in range(3)]
+        pids = [t.pid for t in app.state.backend._running.values()]
+        assert len(pids) == 2
+        load_quickstart().cancel_active(client)
+        statuses = [client.get(f"/api/v1/train/{i}/status").json()["status"] for i in ids]
+    assert statuses == ["cancelled"] * 3
+    assert not any(process_alive(pid, task_id) for pid, task_id in zip(pids, ids[:2], strict=True))

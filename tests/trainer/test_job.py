@@ -8,7 +8,8 @@ Three trained runs are shared by the tests of this module (CPU time is the const
 - ``preempted``: the console script as a subprocess, SIGTERM once epoch 1 is reported →
   exit 75 and a checkpoint; then resumed to 4 — again equal to ``straight``.
 
-The data is closed-set (tests/trainer/closed_set.py) so that five epochs visibly learn.
+The data is open-set (tests/trainer/open_set.py): val players are identities never trained on,
+and five epochs visibly lift their val mAP.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from laxai_trainer.model import build_model
 from laxai_trainer.progress import FanOut, ProgressTracker
 from laxai_trainer.storage import open_storage
 from laxai_trainer.train import Trainer, seed_everything
-from tests.trainer.closed_set import TENANT, make_closed_set
+from tests.trainer.open_set import PLAYERS, TENANT, VAL_CROPS, VAL_PLAYERS, make_open_set
 from tests.trainer.wandb_records import find_run_files, read_run
 
 pytestmark = pytest.mark.slow
@@ -126,15 +127,15 @@ def assert_same_epochs(ours: list[dict], reference: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def closed_root(tmp_path_factory) -> Path:
-    return make_closed_set(tmp_path_factory.mktemp("closed-set"))
+def data_root(tmp_path_factory) -> Path:
+    return make_open_set(tmp_path_factory.mktemp("open-set"))
 
 
 @pytest.fixture(scope="module")
-def straight(closed_root, tmp_path_factory):
+def straight(data_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("straight")
     root = work / "root"
-    shutil.copytree(closed_root, root)
+    shutil.copytree(data_root, root)
     # As a TrainingJob YAML, run-only keys included: they must be ignored.
     job = {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "straight"},
            "spec": {**config(custom_name="straight"), "gpus": 0, "shmSize": "1Gi"}}
@@ -144,7 +145,7 @@ def straight(closed_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gcs_resumed(fake_gcs, tmp_path_factory, closed_root):
+def gcs_resumed(fake_gcs, tmp_path_factory, data_root):
     work = tmp_path_factory.mktemp("gcs")
     bucket = f"laxai-job-{uuid.uuid4().hex[:10]}"
     fake_gcs.create_bucket(bucket)
@@ -153,8 +154,8 @@ def gcs_resumed(fake_gcs, tmp_path_factory, closed_root):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
         storage = open_storage(root)
-        local = closed_root / TENANT
-        storage.upload_many([(p, p.relative_to(closed_root).as_posix()) for p in local.rglob("*") if p.is_file()])
+        local = data_root / TENANT
+        storage.upload_many([(p, p.relative_to(data_root).as_posix()) for p in local.rglob("*") if p.is_file()])
         first = run_cli(work / "first", config(custom_name="resumed", save_intermediate=False,
                                                training_kwargs={"num_epochs": 2}), root, env)
         after_first = {f.path for f in storage.list_files(f"{TENANT}/runs/resumed")}
@@ -171,11 +172,11 @@ def gcs_resumed(fake_gcs, tmp_path_factory, closed_root):
 
 
 @pytest.fixture(scope="module")
-def preempted(closed_root, tmp_path_factory):
+def preempted(data_root, tmp_path_factory):
     """The console script, SIGTERM once epoch 1 is reported; then resumed in-process."""
     work = tmp_path_factory.mktemp("preempted")
     root = work / "root"
-    shutil.copytree(closed_root, root)
+    shutil.copytree(data_root, root)
     doc = config(custom_name="preempted", save_intermediate=False, training_kwargs={"num_epochs": RESUMED_EPOCHS})
     (work / "config.json").write_text(json.dumps(doc))
     progress = work / "progress.json"
@@ -225,7 +226,8 @@ def test_straight_run_completes_with_the_documented_outputs(straight):
     meta = read_json(run / "run.json")
     assert meta["status"] == "completed" and meta["device"] == "cpu"
     assert meta["init_source"]["kind"] == "random"
-    assert meta["data"]["train"]["players"] == 6 and meta["data"]["val"]["images"] == 18
+    assert meta["data"]["train"]["players"] == PLAYERS
+    assert (meta["data"]["val"]["players"], meta["data"]["val"]["images"]) == (VAL_PLAYERS, VAL_PLAYERS * VAL_CROPS)
 
 
 def test_metrics_json_has_every_epoch_and_the_best_epochs_final(straight):
@@ -241,13 +243,14 @@ def test_metrics_json_has_every_epoch_and_the_best_epochs_final(straight):
     assert final["train_loss"] == metrics["epochs"][-1]["train_loss"]
 
 
-def test_training_lifts_val_map_well_above_the_untrained_model(straight, closed_root):
+def test_training_lifts_val_map_well_above_the_untrained_model(straight, data_root):
     from laxai_trainer import data
 
     cfg = TrainingConfig.model_validate(config())
-    dirs = sorted((closed_root / TENANT / "datasets").iterdir())
+    dirs = sorted((data_root / TENANT / "datasets").iterdir())
     train = data.scan_split(dirs, "train", 2, TENANT)
     val = data.scan_split(dirs, "val", 2, TENANT)
+    assert not {p for _, p in train.players} & {p for _, p in val.players}  # open set: unseen identities
     seed_everything(cfg.training_kwargs.seed)  # the run's own initial weights
     trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"),
                       data.build_train_loader(train, cfg.training_kwargs, "cpu", 3),
@@ -437,10 +440,10 @@ def test_unknown_tenant_exits_with_config_error(tmp_path, capsys):
     assert progress["status"] == "failed" and "nobody" in progress["message"]
 
 
-def test_force_pretraining_without_imagenet_weights_exits_with_config_error(closed_root, tmp_path):
+def test_force_pretraining_without_imagenet_weights_exits_with_config_error(data_root, tmp_path):
     log_path = tmp_path / "termination"
     log_path.write_text("")
-    code = run_cli(tmp_path / "w", config(training_kwargs={"force_pretraining": True}), str(closed_root),
+    code = run_cli(tmp_path / "w", config(training_kwargs={"force_pretraining": True}), str(data_root),
                    {"LAXAI_TERMINATION_LOG": str(log_path), "TORCH_HOME": str(tmp_path / "torch")})
     assert code == exit_codes.CONFIG_ERROR
     assert "force_pretraining is true" in log_path.read_text()

@@ -333,9 +333,13 @@ class LocalBackend(Backend):
         extra: dict[str, Any] = {"exit_code": code, "pid": None}
         if report is not None and report.metrics is not None:
             extra["metrics"] = report.metrics
+        progress = report.progress if report else None
+        if progress is not None and outcome.phase == Phase.cancelled:
+            # The trainer's last word on our SIGTERM reads as a preemption ("the retry resumes").
+            progress = progress.model_copy(update={"message": outcome.message})
         self.store.transition(
             task_id, outcome.phase, outcome.reason, outcome.message,
-            progress=report.progress if report else None, only_from=Phase.running, **extra,
+            progress=progress, only_from=Phase.running, **extra,
         )
 
     async def _stop(self, trainer: _Trainer) -> None:

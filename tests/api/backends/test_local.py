@@ -196,7 +196,8 @@ async def test_cancel_running_stops_the_whole_process_group(backend, tmp_path):
     child = int((job_dir / "child.pid").read_text())
     cancelled = await backend.cancel("job-c")
     assert cancelled.phase == Phase.cancelled and cancelled.reason == "Cancelled"
-    assert cancelled.progress.status == Phase.cancelled
+    assert cancelled.progress.status == Phase.cancelled and cancelled.progress.message == "Cancelled by request"
+    assert cancelled.progress.current_epoch is not None  # the trainer's last report is kept
     assert group_gone(pid) and gone(child)
     assert "SIGTERM: checkpoint written" in (await backend.logs("job-c", 5)).lines[-1]
     with pytest.raises(JobFinished):
