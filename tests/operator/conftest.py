@@ -69,6 +69,12 @@ def trainer_state(**state) -> list[dict]:
     return [{"name": "trainer", "image": "reg.example/trainer:test", "state": state}]
 
 
+def start_trainer_pod(emu, job: dict, name: str) -> tuple[dict, dict]:
+    """Play the Job controller: a running trainer pod for job; returns (pod, TrainingJob once running)."""
+    pod = emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
+    return pod, wait_phase(emu, name, "running")
+
+
 def events_for(emu, name: str, namespace: str = NS) -> list[tuple[str, str]]:
     """(type, reason) of the Events on an object, oldest first."""
     evs = [ev for ev in emu.objects("v1/events", namespace) if (ev.get("involvedObject") or {}).get("name") == name]

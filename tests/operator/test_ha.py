@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import contextlib
 
-from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, trainer_state, wait_phase
+from tests.operator.conftest import (
+    JOBS,
+    NS,
+    TJS,
+    make_tj,
+    running_operator,
+    start_trainer_pod,
+    wait_phase,
+)
 
 
 def test_two_operators_at_once_make_one_job_each(operator_env):
@@ -21,8 +29,7 @@ def test_two_operators_at_once_make_one_job_each(operator_env):
             emu.wait_for_object(JOBS, NS, f"tj-{name}")
             wait_phase(emu, name, "pending", "JobCreated")
         job = emu.get(JOBS, NS, "tj-run-0")
-        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-0", "running")
+        start_trainer_pod(emu, job, "run-0")
         emu.patch(TJS, NS, "run-1", {"spec": {"cancel": True}})
         wait_phase(emu, "run-1", "cancelled")
         emu.wait_for(lambda: emu.get(JOBS, NS, "tj-run-1") is None, message="cancelled Job deleted")

@@ -25,6 +25,7 @@ from tests.operator.conftest import (
     events_for,
     make_tj,
     running_operator,
+    start_trainer_pod,
     status_of,
     trainer_state,
     wait_phase,
@@ -165,8 +166,7 @@ def test_cancel_deletes_job_and_pods_and_keeps_the_trainingjob(operator_env):
     make_tj(emu, "done")
     with running_operator():
         job = wait_job(emu)
-        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-1", "running")
+        start_trainer_pod(emu, job, "run-1")
         done_job = wait_job(emu, "done")
         emu.set_job_status(NS, done_job["metadata"]["name"], {"succeeded": 1, "conditions": [
             {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:10:00Z"}]})
@@ -190,8 +190,7 @@ def test_delete_removes_job_and_pods(operator_env):
     make_tj(emu, "run-1")
     with running_operator():
         job = wait_job(emu)
-        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-1", "running")
+        start_trainer_pod(emu, job, "run-1")
         emu.delete(TJS, NS, "run-1", propagation="Background")
         emu.wait_for(lambda: emu.get(TJS, NS, "run-1") is None, message="TrainingJob gone")
         emu.wait_for(lambda: emu.get(JOBS, NS, "tj-run-1") is None, message="Job garbage-collected")
@@ -309,8 +308,7 @@ def test_reporter_cannot_change_the_phase(operator_env, kube_api_client, phase):
     make_tj(emu, "run-1")
     with running_operator():
         job = wait_job(emu)
-        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-1", "running")
+        start_trainer_pod(emu, job, "run-1")
         api = kubernetes.client.CustomObjectsApi(kube_api_client)
         KubernetesStatusReporter("run-1", NS, api).report(
             ProgressReport(progress=Progress(status=Phase(phase), current_epoch=2, message="done")))
@@ -349,8 +347,7 @@ def test_preempted_attempt_is_retried_and_counted(operator_env):
     make_tj(emu, "run-1")
     with running_operator():
         job = wait_job(emu)
-        first = emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-1", "running")
+        first, _ = start_trainer_pod(emu, job, "run-1")
         emu.set_pod_status(NS, first["metadata"]["name"], {
             "phase": "Failed",
             "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}],
@@ -358,7 +355,6 @@ def test_preempted_attempt_is_retried_and_counted(operator_env):
                                                            "message": "preempted: checkpoint at epoch 4"})})
         st = wait_phase(emu, "run-1", "pending", "Retrying")["status"]
         assert "exit code 75" in st["message"]
-        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        st = wait_phase(emu, "run-1", "running")["status"]
+        st = start_trainer_pod(emu, job, "run-1")[1]["status"]
     assert st["attempts"] == 2
     assert [h["reason"] for h in st["history"]][-3:] == ["Running", "Retrying", "Running"]

@@ -15,7 +15,15 @@ import pytest
 
 from laxai_trainer.reporters.kubernetes import KubernetesStatusReporter
 from laxai_trainer.status import Metrics, Phase, Progress, ProgressReport
-from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, trainer_state, wait_phase
+from tests.operator.conftest import (
+    JOBS,
+    NS,
+    TJS,
+    make_tj,
+    running_operator,
+    start_trainer_pod,
+    wait_phase,
+)
 from tests.support.kube_emulator import parse_resource_path
 
 Permission = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
@@ -89,8 +97,7 @@ def test_operator_and_trainer_rbac_is_exactly_what_they_call(operator_env, kube_
         emu.wait_for_object(JOBS, NS, "tj-cancel-me", lambda j: j["spec"].get("suspend") is True)
         emu.patch(TJS, NS, "cancel-me", {"spec": {"cancel": True}})  # the operator deletes the Job
         wait_phase(emu, "cancel-me", "cancelled")
-        emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-1", "running")
+        start_trainer_pod(emu, job, "run-1")
         emu.set_job_status(NS, "tj-run-1", {"succeeded": 1, "conditions": [
             {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:10:00Z"}]})
         emu.wait_for(lambda: emu.get(TJS, NS, "run-1") is None, message="TTL deletion")

@@ -123,7 +123,16 @@ def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_
     import sys
 
     from laxai_trainer.synth import generate
-    from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, trainer_state, wait_phase
+    from tests.operator.conftest import (
+        JOBS,
+        NS,
+        TJS,
+        make_tj,
+        running_operator,
+        start_trainer_pod,
+        trainer_state,
+        wait_phase,
+    )
 
     emu = operator_env
     root = tmp_path / "storage"
@@ -134,8 +143,7 @@ def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_
             model_kwargs={"embedding_dim": 32, "use_cbam": False})
     with running_operator():
         job = emu.wait_for_object(JOBS, NS, "tj-run-1")
-        pod = emu.make_pod_for_job(job, phase="Running", container_statuses=trainer_state(running={}))
-        wait_phase(emu, "run-1", "running")
+        pod, _ = start_trainer_pod(emu, job, "run-1")
         (container,) = job["spec"]["template"]["spec"]["containers"]
         env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
         env.update(KUBECONFIG=str(emu.kubeconfig_path), LAXAI_HOME=str(tmp_path / "home"),  # the pod's emptyDir
