@@ -12,7 +12,7 @@ import kubernetes
 import pytest
 
 from laxai_operator.resource import TrainingJobStatus
-from laxai_trainer.reporters.kubernetes import KubernetesStatusReporter
+from laxai_trainer.reporters.kubernetes import InClusterStatusApi, KubernetesStatusReporter
 from laxai_trainer.status import Metrics, Phase, Progress, ProgressReport
 from tests.helm.chart import NAMESPACE, render
 from tests.helm.install import install_access
@@ -97,13 +97,19 @@ def test_a_tenant_account_writes_its_own_job_and_the_operator_is_not_matched(emu
     assert patch(emu, operator, "victim", {"phase": "completed"})["status"]["phase"] == "completed"
 
 
-def test_the_reporter_keeps_working_and_cannot_report_for_another_job(emu):
+@pytest.mark.parametrize("client", ["in-cluster", "kubernetes"])
+def test_the_reporter_keeps_working_and_cannot_report_for_another_job(emu, client):
+    """Both of the reporter's clients: the pod's own HTTPS call (InClusterStatusApi) and the library."""
     for name, sent in (("own", 1), ("victim", 0)):
-        with emu.api_client(emu.access.tokens.issue(trainer())) as client:
-            reporter = KubernetesStatusReporter(name, NAMESPACE, kubernetes.client.CustomObjectsApi(client))
-            reporter.report(ProgressReport(progress=Progress(status=Phase.running, current_epoch=3),
-                                           metrics=Metrics(mAP=0.6)))
-            reporter.close()
+        token = emu.access.tokens.issue(trainer())
+        api_client = emu.api_client(token)
+        status_api = (InClusterStatusApi(emu.url, token=token) if client == "in-cluster"
+                      else kubernetes.client.CustomObjectsApi(api_client))
+        reporter = KubernetesStatusReporter(name, NAMESPACE, status_api)
+        reporter.report(ProgressReport(progress=Progress(status=Phase.running, current_epoch=3),
+                                       metrics=Metrics(mAP=0.6)))
+        reporter.close()
+        api_client.close()
         assert reporter.sent == sent
     assert emu.get(TRAININGJOBS, NAMESPACE, "own")["status"]["metrics"]["mAP"] == 0.6
     assert "metrics" not in emu.get(TRAININGJOBS, NAMESPACE, "victim")["status"]

@@ -64,13 +64,11 @@ def request_verb(method: str, name: str | None, params: dict[str, str]) -> str:
 
 
 def name_from_field_selector(params: dict[str, str]) -> str:
-    """``metadata.name=X`` of a list/watch field selector: RBAC then authorizes that name."""
+    """``metadata.name=X`` (or ``==``) of a list/watch field selector: RBAC then authorizes that name."""
     for part in (params.get("fieldSelector") or "").split(","):
         key, sep, value = part.partition("=")
-        if key.strip() == "metadata.name" and sep and not value.startswith("="):
-            return value.strip()
-        if key.strip() == "metadata.name" and value.startswith("="):
-            return value[1:].strip()
+        if sep and key.strip() == "metadata.name":
+            return value.removeprefix("=").strip()
     return ""
 
 

@@ -131,3 +131,15 @@ def test_tokens_groups_discovery_and_privileged_users(secured):
 def test_rule_resources(resources, resource, sub, allowed):
     rule = {"apiGroups": [G], "resources": resources, "verbs": ["get"]}
     assert rule_allows(rule, Attributes(OP, "get", G, resource, sub, "ns", "x")) is allowed
+
+
+def test_a_watch_of_one_named_object_is_authorized_by_its_name(secured):
+    emu, access = secured
+    grant(emu, "laxai", "watch-a", [{"apiGroups": [G], "resources": [P], "verbs": ["list", "watch"],
+                                     "resourceNames": ["a"]}], SA)
+    client = api(emu, access, OP)
+    listed = client.list_namespaced_custom_object(G, V, "laxai", P, field_selector="metadata.name=a")
+    assert [o["metadata"]["name"] for o in listed["items"]] == ["a"]
+    with pytest.raises(kubernetes.client.ApiException) as exc:
+        client.list_namespaced_custom_object(G, V, "laxai", P)  # no name: resourceNames never match
+    assert exc.value.status == 403
