@@ -1,6 +1,7 @@
 """Cluster end to end on kind: build both images, install the chart, train a CPU-only TrainingJob
 on generated data to completed (followed through kubectl and the REST API), cancel another
-through the REST API, uninstall.
+through the REST API, check that a trainer pod's bound token may write only its own
+TrainingJob's progress (the chart's admission policy), uninstall.
 
 Needs docker (a working daemon) and kind; helm and kubectl come from tests.helm.tools. Without
 them the whole module skips with the reason. Takes 15-30 minutes, most of it building the

@@ -213,6 +213,8 @@ def admit(store: Any, req: Request, old: dict[str, Any] | None, new: dict[str, A
         if decision is None:
             continue
         actions = spec.get("validationActions") or []
+        if not actions:  # a real API server refuses to store such a binding
+            raise Unsupported(f"binding {binding['metadata']['name']} has no validationActions (invalid)")
         text = (f"ValidatingAdmissionPolicy '{decision.policy}' with binding '{decision.binding}' denied request: "
                 f"{decision.message}")
         if "Warn" in actions:
