@@ -61,6 +61,11 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # No cluster scans: kopf would list/watch CustomResourceDefinitions and (in namespaced mode)
+    # Namespaces at cluster scope, which the chart's namespaced Roles cannot grant; on a real
+    # server that is 8 forbidden retries (~54 s) of reconciling nothing. The operator serves one
+    # CRD, installed with it, and the namespaces it is given (LAXAI_WATCH_NAMESPACES) or all.
+    settings.scanning.disabled = True
 
 
 @kopf.index(*TJ)

@@ -12,6 +12,9 @@ Choices worth knowing:
   replacement only after the old pod has fully stopped — and written its checkpoint.
 - /dev/shm is an in-memory emptyDir: spec.shmSize, else half the memory limit, else the
   operator default. A memory-backed volume counts against the memory limit, hence "half".
+- Credentials are the job's tenant's (``settings.credentials_for(spec.tenant_id)``): a tenant
+  listed in LAXAI_TENANT_CREDENTIALS gets its own ServiceAccount and Secrets and never the shared
+  ones; every other tenant gets the shared ones.
 - Node selector and tolerations defaults from the settings are for GPU nodes, so they apply to
   GPU jobs only: a CPU job (gpus = 0) must not occupy a GPU node.
 """
@@ -74,6 +77,7 @@ def pod_failure_policy() -> dict[str, Any]:
 
 def _env(name: str, namespace: str, spec: TrainingJobSpec, settings: OperatorSettings) -> list[dict]:
     config = spec.training_config()
+    creds = settings.credentials_for(spec.tenant_id)
     env: list[dict[str, Any]] = [
         {"name": "LAXAI_TRAINING_CONFIG", "value": config.model_dump_json()},
         {"name": "LAXAI_RUN_NAME", "value": config.run_name(name)},
@@ -82,13 +86,16 @@ def _env(name: str, namespace: str, spec: TrainingJobSpec, settings: OperatorSet
         {"name": "LAXAI_TRAININGJOB_NAME", "value": name},
         {"name": "LAXAI_TRAININGJOB_NAMESPACE", "value": namespace},
     ]
-    if settings.gcs_credentials_secret:
+    if creds.gcs_credentials_secret:
         env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_MOUNT}/{GCS_KEY_FILE}"})
-    if settings.wandb_secret:
+    if creds.wandb_secret:
         env.append({
             "name": WANDB_KEY,
-            "valueFrom": {"secretKeyRef": {"name": settings.wandb_secret, "key": WANDB_KEY, "optional": True}},
+            "valueFrom": {"secretKeyRef": {"name": creds.wandb_secret, "key": WANDB_KEY, "optional": True}},
         })
+    for var, value in (("WANDB_PROJECT", creds.wandb_project), ("WANDB_ENTITY", creds.wandb_entity)):
+        if value:
+            env.append({"name": var, "value": value})
     return env
 
 
@@ -117,8 +124,9 @@ def _volumes(spec: TrainingJobSpec, settings: OperatorSettings) -> tuple[list[di
     if settings.storage_pvc:
         volumes.append({"name": "storage", "persistentVolumeClaim": {"claimName": settings.storage_pvc}})
         mounts.append({"name": "storage", "mountPath": settings.storage_mount_path()})
-    if settings.gcs_credentials_secret:
-        volumes.append({"name": "gcs-credentials", "secret": {"secretName": settings.gcs_credentials_secret}})
+    gcs_secret = settings.credentials_for(spec.tenant_id).gcs_credentials_secret
+    if gcs_secret:
+        volumes.append({"name": "gcs-credentials", "secret": {"secretName": gcs_secret}})
         mounts.append({"name": "gcs-credentials", "mountPath": GCS_MOUNT, "readOnly": True})
     return volumes, mounts
 
@@ -182,7 +190,7 @@ def build_job(
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "serviceAccountName": settings.trainer_service_account,
+        "serviceAccountName": settings.credentials_for(spec.tenant_id).service_account,
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,

@@ -29,6 +29,11 @@ LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 ANNOTATION_TRAININGJOB = f"{GROUP}/trainingjob-name"
 
 MAX_LABEL = 63
+#: The Job controller names pods ``<job>-`` + 5 random characters and cuts that prefix to 58
+#: characters (apiserver names.SimpleNameGenerator: 63 - 5); a Job name of at most 57 keeps every
+#: pod name ``<job>-xxxxx``, which the trainer-status admission policy relies on to tie a pod's
+#: token to its TrainingJob (``status.jobName``).
+MAX_JOB_NAME = MAX_LABEL - 5 - 1
 _HASH_LEN = 8
 
 
@@ -45,8 +50,8 @@ def bounded(text: str, limit: int = MAX_LABEL) -> str:
 
 
 def job_name(trainingjob_name: str) -> str:
-    """The deterministic batch/v1 Job name: ``tj-<name>``, truncated + hashed to 63 chars."""
-    return bounded(f"tj-{trainingjob_name}")
+    """The deterministic batch/v1 Job name: ``tj-<name>``, truncated + hashed to 57 chars."""
+    return bounded(f"tj-{trainingjob_name}", MAX_JOB_NAME)
 
 
 def label_value(trainingjob_name: str) -> str:

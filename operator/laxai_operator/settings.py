@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from laxai_operator.quantity import parse_quantity
-from laxai_operator.resource import LABEL_KEY_PATTERN, Toleration
+from laxai_operator.resource import LABEL_KEY_PATTERN, K8sModel, Toleration
 from laxai_trainer.settings import CommonSettings
 
 #: RFC 1123 label: namespace names, Secret/ServiceAccount/RuntimeClass names.
@@ -32,6 +32,28 @@ def _check_name(value: str | None, pattern: re.Pattern[str], what: str) -> str |
     if value is not None and not pattern.match(value):
         raise ValueError(f"{value!r} is not a valid {what}")
     return value
+
+
+class TenantCredentials(K8sModel):
+    """One tenant's own credentials (LAXAI_TENANT_CREDENTIALS): its jobs get these and nothing shared."""
+
+    service_account: str | None = Field(
+        None, alias="serviceAccount",
+        description="ServiceAccount of the tenant's trainer pods (its own Workload Identity); unset: the shared one.",
+    )
+    gcs_credentials_secret: str | None = Field(
+        None, alias="gcsCredentialsSecret", description="Secret with the tenant's GCS key.json; unset: none."
+    )
+    wandb_secret: str | None = Field(
+        None, alias="wandbSecret", description="Secret with the tenant's WANDB_API_KEY; unset: wandb offline."
+    )
+    wandb_project: str | None = Field(None, alias="wandbProject", min_length=1, description="WANDB_PROJECT.")
+    wandb_entity: str | None = Field(None, alias="wandbEntity", min_length=1, description="WANDB_ENTITY.")
+
+    @field_validator("service_account", "gcs_credentials_secret", "wandb_secret")
+    @classmethod
+    def _valid_object_name(cls, value: str | None) -> str | None:
+        return _check_name(value or None, DNS_SUBDOMAIN, "object name")
 
 
 class OperatorSettings(CommonSettings):
@@ -83,6 +105,13 @@ class OperatorSettings(CommonSettings):
     wandb_secret: str | None = Field(
         None, description="Secret holding WANDB_API_KEY (optional in the pod)."
     )
+    tenant_credentials: dict[str, TenantCredentials] = Field(
+        default_factory=dict,
+        description=(
+            'JSON object: tenant_id -> {"serviceAccount", "gcsCredentialsSecret", "wandbSecret", "wandbProject", '
+            '"wandbEntity"}; a listed tenant\'s jobs get only its own credentials, other tenants the shared ones.'
+        ),
+    )
     image_pull_secrets: list[str] = Field(
         default_factory=list, description="JSON list of image pull Secret names for trainer pods."
     )
@@ -129,6 +158,14 @@ class OperatorSettings(CommonSettings):
                 f"got {self.storage_root!r}"
             )
         return self
+
+    def credentials_for(self, tenant_id: str) -> TenantCredentials:
+        """The tenant's own credentials, else the shared ones (trainer ServiceAccount, GCS and W&B Secrets)."""
+        own = self.tenant_credentials.get(tenant_id)
+        if own is not None:
+            return own.model_copy(update={"service_account": own.service_account or self.trainer_service_account})
+        return TenantCredentials(serviceAccount=self.trainer_service_account,
+                                 gcsCredentialsSecret=self.gcs_credentials_secret, wandbSecret=self.wandb_secret)
 
     def storage_mount_path(self) -> str | None:
         """Where a storage PVC is mounted: the local storage root (file:// stripped), or None."""

@@ -1,6 +1,7 @@
 """Cluster end to end on kind: build both images, install the chart, train a CPU-only TrainingJob
 on generated data to completed (followed through kubectl and the REST API), cancel another
-through the REST API, uninstall.
+through the REST API, check that a trainer pod's bound token may write only its own
+TrainingJob's progress (the chart's admission policy), uninstall.
 
 Needs docker (a working daemon) and kind; helm and kubectl come from tests.helm.tools. Without
 them the whole module skips with the reason. Takes 15-30 minutes, most of it building the
@@ -9,8 +10,10 @@ trainer image. See tests/e2e/kind.py for the environment variables that steer it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,6 +194,49 @@ def test_rest_cancel_stops_the_trainer(cluster: Cluster, api: httpx.Client):
     assert cluster.phase(task_id) == "cancelled"
     again = api.delete(f"/api/v1/train/{task_id}")
     assert again.status_code == 409 and set(again.json()) >= {"error", "message", "details"}
+
+
+def _trainer_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """A kubeconfig for the same API server with only ``token`` (no admin client certificate)."""
+    import yaml
+
+    admin = yaml.safe_load(cluster.kc("config", "view", "--raw", "--minify", quiet=True).stdout)
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "trainer",
+              "clusters": [{"name": "kind", "cluster": admin["clusters"][0]["cluster"]}],
+              "users": [{"name": "trainer", "user": {"token": token}}],
+              "contexts": [{"name": "trainer", "context": {"cluster": "kind", "user": "trainer",
+                                                           "namespace": NAMESPACE}}]}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_trainer_pod_token_writes_only_its_own_progress(cluster: Cluster, tmp_path: Path):
+    """The chart's ValidatingAdmissionPolicy with a real pod-bound token (TokenRequest bound to the pod)."""
+    own, victim = "e2e-own", "e2e-victim"
+    cluster.apply(cpu_trainingjob(own, epochs=500))
+    suspended = cpu_trainingjob(victim, epochs=1)
+    suspended["spec"]["suspend"] = True  # its Job exists (status.jobName) but runs no pod
+    cluster.apply(suspended)
+    cluster.wait_for(f"{own} to run", lambda: cluster.phase(own) == "running", timeout=600)
+    cluster.wait_for(f"{victim} to get its Job", lambda: (cluster.get_json("trainingjob", victim, "-n", NAMESPACE)
+                                                          .get("status") or {}).get("jobName"), timeout=120)
+    [pod] = cluster.get_json("pods", "-n", NAMESPACE, "-l", f"{JOB_LABEL}={own}")["items"]
+    token = cluster.kc("create", "token", "laxai-trainer", "-n", NAMESPACE, "--duration", "10m",
+                       "--bound-object-kind", "Pod", "--bound-object-name", pod["metadata"]["name"],
+                       "--bound-object-uid", pod["metadata"]["uid"], quiet=True).stdout.strip()
+    kubeconfig = _trainer_kubeconfig(cluster, token, tmp_path / "trainer-kubeconfig")
+
+    def patch(name: str, status: dict) -> subprocess.CompletedProcess[str]:
+        return cluster.kc("--kubeconfig", str(kubeconfig), "patch", "trainingjob", name, "-n", NAMESPACE,
+                          "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}), check=False)
+
+    assert patch(own, {"metrics": {"mAP": 0.01}}).returncode == 0
+    for name, status in ((victim, {"phase": "failed", "reason": "Hijacked"}), (victim, {"metrics": {"mAP": 1.0}}),
+                         (own, {"phase": "failed"})):
+        refused = patch(name, status)
+        assert refused.returncode != 0 and "denied request" in refused.stderr, (name, status, refused.stderr)
+    assert cluster.phase(victim) != "failed" and cluster.phase(own) == "running"
+    cluster.kc("delete", "trainingjob", own, victim, "-n", NAMESPACE, "--wait=true", timeout=300)
 
 
 def test_uninstall_removes_the_release(cluster: Cluster):

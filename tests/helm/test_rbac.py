@@ -66,7 +66,18 @@ def test_no_wildcards_and_every_binding_resolves(rendered_sets, set_name):
         ref = binding["roleRef"]
         ns = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
         rendered.get(ref["kind"], ref["name"], namespace=ns)  # raises if the role is missing
-        assert len(binding["subjects"]) == 1
+        if binding["metadata"]["name"].endswith("-trainer"):  # every trainer account: shared and per tenant
+            assert {s["name"] for s in binding["subjects"]} == trainer_accounts(value_sets()[set_name])
+        else:
+            assert len(binding["subjects"]) == 1
+
+
+def trainer_accounts(values: dict | None) -> set[str]:
+    """The trainer ServiceAccounts a values set asks for: the shared one and each tenant's."""
+    values = values or {}
+    names = {((values.get("trainer") or {}).get("serviceAccount") or {}).get("name", "laxai-trainer")}
+    return names | {t["serviceAccount"]["name"] for t in (values.get("tenants") or {}).values()
+                    if "serviceAccount" in t}
 
 
 def test_namespaced_by_default(default):
@@ -105,3 +116,25 @@ def test_cluster_wide_uses_cluster_roles(full):
 def test_no_lease_permission_without_leader_election(default):
     for role in default.of_kind("Role"):
         assert ("coordination.k8s.io", "leases") not in permissions(role)
+
+
+@pytest.mark.parametrize("set_name", list(value_sets()))
+def test_trainingjob_status_is_writable_only_by_patch_and_only_by_operator_and_trainers(rendered_sets, set_name):
+    """The trainer-status admission policy needs exactly ``patch`` on trainingjobs/status: no get, no
+    update (a PUT would carry a whole status), for the trainers and the operator, and nobody else."""
+    rendered = rendered_sets[set_name]
+    for role in rendered.of_kind("Role") + rendered.of_kind("ClusterRole"):
+        verbs = permissions(role).get(TJ_STATUS)
+        if verbs is not None:
+            assert verbs == {"patch"}, role["metadata"]["name"]
+            assert role["metadata"]["name"].endswith(("-trainer", "-operator")), role["metadata"]["name"]
+
+
+def test_every_tenant_account_is_created_annotated_and_bound(full):
+    for ns in (NAMESPACE, "ml-jobs"):
+        sa = full.get("ServiceAccount", "reid-trainer-team-b", namespace=ns)
+        assert sa["metadata"]["annotations"] == {"team": "b",
+                                                 "iam.gke.io/gcp-service-account": "team-b@proj.iam.gserviceaccount.com"}
+        assert [r["metadata"]["name"] for r in bound_roles(full, "reid-trainer-team-b", ns)] == ["laxai-training-trainer"]
+        assert [r["metadata"]["name"] for r in bound_roles(full, "reid-trainer-team-c", ns)] == ["laxai-training-trainer"]
+    assert not any(sa["metadata"]["name"] == "reid-trainer-team-c" for sa in full.of_kind("ServiceAccount"))

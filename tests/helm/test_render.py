@@ -38,7 +38,8 @@ def test_helm_lint_strict_passes(helm_bin, name):
 
 
 def test_every_object_has_standard_labels_and_namespace(rendered_sets):
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "ValidatingAdmissionPolicy",
+                      "ValidatingAdmissionPolicyBinding"}
     for name, rendered in rendered_sets.items():
         for doc in rendered.docs:
             meta = doc["metadata"]
@@ -190,6 +191,7 @@ def test_operator_deployment_defaults(default):
         "LAXAI_RUNTIME_CLASS_NAME": "",
         "LAXAI_GCS_CREDENTIALS_SECRET": "",
         "LAXAI_WANDB_SECRET": "",
+        "LAXAI_TENANT_CREDENTIALS": "{}",
         "LAXAI_METRICS_PORT": "8080",
         "LAXAI_HEALTH_PORT": "8081",
         "LAXAI_HOME": "/tmp/laxai",
@@ -211,6 +213,10 @@ def test_operator_settings_from_full_values(full):
     assert env["LAXAI_DEFAULT_SHM_SIZE"] == "8Gi"
     assert env["LAXAI_GCS_CREDENTIALS_SECRET"] == "gcs-key"
     assert env["LAXAI_WANDB_SECRET"] == "wandb-key"
+    assert json.loads(env["LAXAI_TENANT_CREDENTIALS"]) == {
+        "team-b": {"serviceAccount": "reid-trainer-team-b", "gcsCredentialsSecret": "gcs-team-b",
+                   "wandbSecret": "wandb-team-b", "wandbProject": "reid-team-b", "wandbEntity": "team-b"},
+        "team-c": {"serviceAccount": "reid-trainer-team-c"}}
     assert env["LAXAI_METRICS_PORT"] == "9090" and env["LAXAI_HEALTH_PORT"] == "9091"
     assert env["LAXAI_LEADER_ELECTION"] == "true"
     assert env["LAXAI_LOG_LEVEL"] == "DEBUG"  # extraEnv

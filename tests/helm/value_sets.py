@@ -29,6 +29,14 @@ FULL: dict[str, Any] = {
                            "annotations": {"team": "vision"}},
         "defaultShmSize": "8Gi",
     },
+    "tenants": {
+        "team-b": {"serviceAccount": {"name": "reid-trainer-team-b",
+                                      "gcpServiceAccount": "team-b@proj.iam.gserviceaccount.com",
+                                      "annotations": {"team": "b"}},
+                   "gcsCredentialsSecret": "gcs-team-b",
+                   "wandb": {"secret": "wandb-team-b", "project": "reid-team-b", "entity": "team-b"}},
+        "team-c": {"serviceAccount": {"name": "reid-trainer-team-c", "create": False}},
+    },
     "gpu": {
         "resourceName": "amd.com/gpu",
         "defaultCount": 2,

@@ -352,3 +352,52 @@ def test_pod_runs_as_the_trainer_images_user():
     ctx = pod(build())["securityContext"]
     assert ctx["runAsUser"] == int(uid) == container(build())["securityContext"]["runAsUser"]
     assert ctx["runAsGroup"] == int(gid or uid)
+
+
+TENANTS = {
+    "tenant1": {"serviceAccount": "trainer-t1", "gcsCredentialsSecret": "gcs-t1", "wandbSecret": "wandb-t1",
+                "wandbProject": "reid-t1", "wandbEntity": "team-t1"},
+    "tenant2": {"serviceAccount": "trainer-t2", "wandbSecret": "wandb-t2"},
+    "tenant3": {"wandbProject": "reid-t3"},
+}
+
+
+def secret_names(job) -> set[str]:
+    """Every Secret a Job's pod can read: mounted volumes and env references."""
+    names = {v["secret"]["secretName"] for v in pod(job)["volumes"] if "secret" in v}
+    names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container(job)["env"] if "valueFrom" in e}
+    return names
+
+
+def tenant_job(tenant, **kw):
+    s = settings(tenant_credentials=TENANTS, trainer_service_account="shared-sa",
+                 gcs_credentials_secret="gcs-shared", wandb_secret="wandb-shared", **kw)
+    return build(s=s, sp=spec(tenant_id=tenant))
+
+
+@pytest.mark.parametrize(("tenant", "account", "secrets", "wandb_env"), [
+    ("tenant1", "trainer-t1", {"gcs-t1", "wandb-t1"}, {"WANDB_PROJECT": "reid-t1", "WANDB_ENTITY": "team-t1"}),
+    ("tenant2", "trainer-t2", {"wandb-t2"}, {}),
+    # listed without its own account: the shared ServiceAccount, but no shared Secret
+    ("tenant3", "shared-sa", set(), {"WANDB_PROJECT": "reid-t3"}),
+    # not listed: the shared account and Secrets
+    ("tenant9", "shared-sa", {"gcs-shared", "wandb-shared"}, {}),
+])
+def test_each_tenant_gets_its_own_credentials_and_never_another_tenants(tenant, account, secrets, wandb_env):
+    job = tenant_job(tenant)
+    assert pod(job)["serviceAccountName"] == account
+    assert secret_names(job) == secrets
+    others = {s for t, c in TENANTS.items() if t != tenant for k, s in c.items() if k.endswith("Secret")}
+    assert not secret_names(job) & others
+    assert {k: v["value"] for k, v in env(job).items() if k in ("WANDB_PROJECT", "WANDB_ENTITY")} == wandb_env
+    assert ("GOOGLE_APPLICATION_CREDENTIALS" in env(job)) == any(s.startswith("gcs") for s in secrets)
+
+
+@pytest.mark.parametrize("bad", [
+    {"tenant1": {"serviceAccount": "Not_Valid"}},
+    {"tenant1": {"wandbSecret": "ok", "unknown": 1}},
+    {"tenant1": {"wandbProject": ""}},
+])
+def test_bad_tenant_credentials_are_refused_naming_the_field(bad):
+    with pytest.raises(ValueError, match="tenant_credentials"):
+        settings(tenant_credentials=bad)

@@ -1,9 +1,12 @@
-"""The chart's RBAC matches what the code really calls: record every request the operator and
-the trainer's reporter send to the API emulator through a whole lifecycle, turn each into an
-RBAC (apiGroup, resource, verb), and compare with the Roles ``helm template`` renders.
+"""The chart's RBAC, enforced: the emulator authenticates every request and authorizes it from
+the Roles ``helm template`` renders (tests.support.rbac, as a real API server's RBAC does), and
+the operator and the trainer's reporter run under their own ServiceAccounts' tokens.
 
-Missing permission -> the component fails in a real cluster (403); an extra one -> not least
-privilege. Either makes this test fail.
+- Enough: a whole lifecycle (create, suspend, cancel, run, complete, TTL deletion, events) gets
+  no 403, and a TrainingJob gets its Job within seconds of the operator's start, for a
+  namespaced and a cluster-wide install (kopf's cluster scans would otherwise be forbidden and
+  retried for ~54 s on a real server: ../shared/REAL_K8S_FACTS.md, Auth).
+- Not more: every permission a Role grants was used by some call of the lifecycle.
 """
 
 from __future__ import annotations
@@ -15,38 +18,21 @@ import pytest
 
 from laxai_trainer.reporters.kubernetes import KubernetesStatusReporter
 from laxai_trainer.status import Metrics, Phase, Progress, ProgressReport
-from tests.operator.conftest import (
-    JOBS,
-    NS,
-    TJS,
-    make_tj,
-    running_operator,
-    start_trainer_pod,
-    wait_phase,
-)
+from tests.helm.install import install_access
+from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, start_trainer_pod, wait_phase
+from tests.support import authn
+from tests.support.fixtures import authenticate_as
 from tests.support.kube_emulator import parse_resource_path
+from tests.support.rbac import request_verb
+
+pytestmark = pytest.mark.parametrize("kube_emulator", ["secured"], indirect=True)
 
 Permission = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+OPERATOR_SA = "laxai-training-operator"
+TRAINER_SA = "laxai-trainer"
 
 #: Granted though this lifecycle cannot show the call, each for a stated reason.
 JUSTIFIED_EXTRAS: set[Permission] = set()
-#: Cluster-scoped scans kopf makes in namespaced mode and tolerates when forbidden (it logs a warning
-#: and keeps to the namespaces given on its command line and the resources found at start);
-#: a namespaced Role cannot grant them anyway.
-KOPF_TOLERATED_FORBIDDEN: set[Permission] = {
-    ("", "namespaces", "list"), ("", "namespaces", "watch"),
-    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-}
-
-
-def verb_of(method: str, name: str | None, query: dict[str, str]) -> str:
-    if method == "GET":
-        if name is None:
-            return "watch" if query.get("watch") in ("true", "1") else "list"
-        return "get"
-    return {"POST": "create", "PATCH": "patch", "PUT": "update"}.get(method) or (
-        "delete" if name else "deletecollection")
 
 
 def recorded(emu, start: int = 0) -> set[Permission]:
@@ -61,7 +47,7 @@ def recorded(emu, start: int = 0) -> set[Permission]:
         if parsed is None or parsed.plural is None:
             continue  # /api, /apis, /version: discovery, allowed to every authenticated user
         resource = f"{parsed.plural}/{parsed.subresource}" if parsed.subresource else parsed.plural
-        out.add((parsed.group, resource, verb_of(method, parsed.name, query)))
+        out.add((parsed.group, resource, request_verb(method, parsed.name, query)))
     return out
 
 
@@ -70,9 +56,7 @@ def granted(role: dict[str, Any]) -> set[Permission]:
             for v in rule["verbs"]}
 
 
-@pytest.fixture(scope="module")
-def chart_roles() -> dict[str, dict[str, Any]]:
-    """The default installation's Roles, by name."""
+def render_chart(values: dict[str, Any] | None = None):
     from tests.helm import tools
     from tests.helm.chart import render
 
@@ -80,19 +64,44 @@ def chart_roles() -> dict[str, dict[str, Any]]:
         helm = tools.helm()
     except tools.ToolUnavailable as exc:
         pytest.skip(f"helm binary not available: {exc}")
-    return {r["metadata"]["name"]: r for r in render(helm).of_kind("Role")}
+    return render(helm, values, namespace=NS)
 
 
-def test_operator_and_trainer_rbac_is_exactly_what_they_call(operator_env, kube_api_client, chart_roles):
+def as_operator(emu, monkeypatch, tmp_path) -> None:
+    token = emu.access.tokens.issue(authn.service_account(NS, OPERATOR_SA))
+    authenticate_as(emu, monkeypatch, token, tmp_path / "operator-kubeconfig")
+
+
+@pytest.mark.parametrize(("values", "scope"), [({}, NS), ({"watch": {"clusterWide": True}}, None)],
+                         ids=["namespaced", "cluster-wide"])
+def test_operator_reconciles_at_once_under_the_charts_rbac(operator_env, monkeypatch, tmp_path, values, scope):
+    emu = operator_env
+    install_access(emu, render_chart(values))
+    as_operator(emu, monkeypatch, tmp_path)
+    with running_operator(scope):
+        make_tj(emu, "quick")
+        # Seconds, not kopf's ~54 s of forbidden retries: nothing here waits for a retry.
+        emu.wait_for_object(JOBS, NS, "tj-quick", timeout=5)
+        wait_phase(emu, "quick", "pending", timeout=5)
+    assert emu.access.denials == []
+
+
+def test_operator_and_trainer_rbac_is_exactly_what_they_call(operator_env, monkeypatch, tmp_path):
     import kubernetes
 
     emu = operator_env
+    rendered = render_chart()
+    roles = {r["metadata"]["name"]: r for r in rendered.of_kind("Role")}
+    install_access(emu, rendered)
+    as_operator(emu, monkeypatch, tmp_path)
     emu.call(lambda: setattr(emu.emulator, "request_log_limit", 1_000_000))
     make_tj(emu, "run-1", ttlSecondsAfterFinished=0)
     make_tj(emu, "cancel-me")
+    make_tj(emu, "run-2")
     with running_operator():
         job = emu.wait_for_object(JOBS, NS, "tj-run-1")
         emu.wait_for_object(JOBS, NS, "tj-cancel-me")
+        job2 = emu.wait_for_object(JOBS, NS, "tj-run-2")
         emu.patch(TJS, NS, "cancel-me", {"spec": {"suspend": True}})  # the operator patches the Job
         emu.wait_for_object(JOBS, NS, "tj-cancel-me", lambda j: j["spec"].get("suspend") is True)
         emu.patch(TJS, NS, "cancel-me", {"spec": {"cancel": True}})  # the operator deletes the Job
@@ -103,20 +112,43 @@ def test_operator_and_trainer_rbac_is_exactly_what_they_call(operator_env, kube_
         emu.wait_for(lambda: emu.get(TJS, NS, "run-1") is None, message="TTL deletion")
         emu.wait_for(lambda: any(ev.get("reason") == "Cancelled" for ev in emu.objects("v1/events", NS)),
                      message="events posted")
+        pod2, _ = start_trainer_pod(emu, job2, "run-2")
         time.sleep(0.3)
-    operator_calls = recorded(emu) - KOPF_TOLERATED_FORBIDDEN
+    operator_calls = recorded(emu)
 
-    make_tj(emu, "run-2")
+    # The trainer, with its pod's own token (pod-bound: the admission policy checks the pod).
     start = emu.call(lambda: len(emu.emulator._requests))
-    reporter = KubernetesStatusReporter("run-2", NS, kubernetes.client.CustomObjectsApi(kube_api_client))
-    reporter.report(ProgressReport(progress=Progress(status=Phase.completed, current_epoch=1),
-                                   metrics=Metrics(mAP=0.5)))
-    reporter.close()
+    token = emu.access.tokens.issue(authn.service_account(NS, TRAINER_SA, pod_name=pod2["metadata"]["name"]))
+    with emu.api_client(token) as client:
+        reporter = KubernetesStatusReporter("run-2", NS, kubernetes.client.CustomObjectsApi(client))
+        reporter.report(ProgressReport(progress=Progress(status=Phase.running, current_epoch=1),
+                                       metrics=Metrics(mAP=0.5)))
+        reporter.close()
     trainer_calls = recorded(emu, start)
+    assert reporter.sent == 1
     assert emu.get(TJS, NS, "run-2")["status"]["metrics"]["mAP"] == 0.5
+    assert emu.access.denials == [], "a call the chart's RBAC or admission policy refused"
 
-    operator_role = granted(chart_roles["laxai-training-operator"])
-    assert operator_calls - operator_role == set(), "the operator calls what its Role does not allow"
+    operator_role = granted(roles["laxai-training-operator"])
+    assert operator_calls <= operator_role  # enforced above too: a refused call is a denial
     assert operator_role - operator_calls - JUSTIFIED_EXTRAS == set(), "the operator's Role allows unused calls"
-    trainer_role = granted(chart_roles["laxai-training-trainer"])
-    assert trainer_calls == trainer_role == {("training.laxai.io", "trainingjobs/status", "patch")}
+    assert trainer_calls == granted(roles["laxai-training-trainer"]) == {
+        ("training.laxai.io", "trainingjobs/status", "patch")}
+
+
+def test_a_role_missing_a_permission_is_refused(operator_env, monkeypatch, tmp_path):
+    """The enforcement can fail: without ``create jobs`` the operator is refused, and it shows."""
+    emu = operator_env
+    rendered = render_chart()
+    role = rendered.get("Role", "laxai-training-operator")
+    for rule in role["rules"]:
+        if "jobs" in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
+    install_access(emu, rendered)
+    as_operator(emu, monkeypatch, tmp_path)
+    with running_operator():
+        make_tj(emu, "refused")
+        emu.wait_for(lambda: emu.access.denials, message="a 403")
+    assert 'cannot create resource "jobs" in API group "batch" in the namespace "default"' in (
+        emu.access.denials[0][1])
+    assert emu.get(JOBS, NS, "tj-refused") is None

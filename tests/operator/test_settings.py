@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from laxai_operator.settings import OperatorSettings
+from laxai_operator.settings import OperatorSettings, TenantCredentials
 
 ENV_KEYS = [
     "LAXAI_TRAINER_IMAGE", "LAXAI_GPU_RESOURCE_NAME", "LAXAI_NODE_SELECTOR", "LAXAI_TOLERATIONS",
@@ -51,6 +51,7 @@ def test_defaults():
         ("LAXAI_TRAINER_IMAGE_PULL_POLICY", "trainer_image_pull_policy", "Always"),
         ("LAXAI_LEADER_ELECTION", "leader_election", True),
         ("LAXAI_LEADER_ELECTION_NAMESPACE", "leader_election_namespace", "laxai-system"),
+        ("LAXAI_TENANT_CREDENTIALS", "tenant_credentials", {"t1": TenantCredentials(serviceAccount="sa-t1")}),
     ],
 )
 def test_each_variable_takes_effect(monkeypatch, env, attr, value):
@@ -60,6 +61,7 @@ def test_each_variable_takes_effect(monkeypatch, env, attr, value):
         "LAXAI_WATCH_NAMESPACES": " team-a, team-b ,",
         "LAXAI_IMAGE_PULL_SECRETS": '["regcred", "other"]',
         "LAXAI_LEADER_ELECTION": "true",
+        "LAXAI_TENANT_CREDENTIALS": '{"t1": {"serviceAccount": "sa-t1"}}',
     }.get(env, str(value))
     monkeypatch.setenv(env, raw)
     assert getattr(OperatorSettings(), attr) == value
@@ -81,6 +83,8 @@ def test_each_variable_takes_effect(monkeypatch, env, attr, value):
         ("LAXAI_TRAINER_IMAGE_PULL_POLICY", "Sometimes", "trainer_image_pull_policy"),
         ("LAXAI_STORAGE_PVC", "data", "storage_root"),  # the default root is relative: nowhere to mount
         ("LAXAI_LEADER_ELECTION_NAMESPACE", "Bad_NS", "leader_election_namespace"),
+        ("LAXAI_TENANT_CREDENTIALS", '{"t1": {"wandbSecret": "Bad Name"}}', "wandbSecret"),
+        ("LAXAI_TENANT_CREDENTIALS", '{"t1": {"serviceaccount": "x"}}', "serviceaccount"),
     ],
 )
 def test_bad_values_name_the_field(monkeypatch, env, raw, field):

@@ -34,13 +34,21 @@ from typing import Any
 
 import pytest
 
+from tests.support.access import AccessControl
 from tests.support.threaded import ThreadedKubeEmulator
 
 
 @pytest.fixture()
-def kube_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedKubeEmulator]:
-    """A fresh emulator per test with the TrainingJob CRD; fails the test on emulator bugs (500s)."""
-    with ThreadedKubeEmulator(workdir=tmp_path_factory.mktemp("kube-emulator")) as emulator:
+def kube_emulator(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedKubeEmulator]:
+    """A fresh emulator per test with the TrainingJob CRD; fails the test on emulator bugs (500s).
+
+    Parametrized indirectly with ``"secured"`` it enforces authentication, RBAC and admission
+    (``tests.support.access``; ``kube_emulator.access``): requests are then only as allowed as the
+    RBAC objects stored in it say; kubeconfigs carry a token (``authenticate_as``).
+    """
+    options = {"access": AccessControl()} if getattr(request, "param", None) == "secured" else {}
+    with ThreadedKubeEmulator(workdir=tmp_path_factory.mktemp("kube-emulator"), **options) as emulator:
         yield emulator
         errors = emulator.internal_errors
     if errors:
@@ -63,6 +71,18 @@ def kube_env(kube_emulator: ThreadedKubeEmulator, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(kubernetes.config, "KUBE_CONFIG_DEFAULT_LOCATION", path)
     monkeypatch.setattr(kubernetes.client.Configuration, "_default", kubernetes.client.Configuration._default)
     return kube_emulator
+
+
+def authenticate_as(emulator: ThreadedKubeEmulator, monkeypatch: pytest.MonkeyPatch, token: str,
+                    path: Any) -> None:
+    """Point ``KUBECONFIG`` (see ``kube_env``) at a kubeconfig for ``emulator`` carrying ``token``."""
+    import kubernetes
+    import yaml
+
+    path.write_text(yaml.safe_dump(emulator.kubeconfig(token=token)))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.setattr(kubernetes.config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
 
 @pytest.fixture()

@@ -35,13 +35,15 @@ faults), but serves every Kubernetes request with its own semantics:
   nulls (a ``Warning`` header, or 422 with ``fieldValidation=Strict``), ``default``s, and
   openAPIV3Schema validation → 422 Invalid naming each field;
 - pods/log from ``set_pod_log`` (``tailLines``); ``dryRun=All``;
-- fault injection: ``inject_failure(method, path_regex, status, times)`` (or kmock's DSL).
+- fault injection: ``inject_failure(method, path_regex, status, times)`` (or kmock's DSL);
+- opt-in (``access=tests.support.access.AccessControl()``): bearer-token authentication, RBAC
+  from the stored Roles/Bindings and ValidatingAdmissionPolicies; without it every request is
+  allowed (an admin's).
 
 Not emulated (only a real API server or controllers do these; the kind e2e suite covers
 them): CEL ``x-kubernetes-validations`` (immutability rules), ``format``, list-type
-uniqueness, keyed strategic-merge of lists, server-side apply, managedFields, RBAC and
-authentication (any request is allowed), admission, controllers (nothing runs Jobs or
-Pods: tests set their status), graceful pod termination (pods go at once), foreground
+uniqueness, keyed strategic-merge of lists, server-side apply, managedFields, mutating
+admission and webhooks, controllers (nothing runs Jobs or Pods: tests set their status), graceful pod termination (pods go at once), foreground
 deletion ordering (treated as background), consistent snapshots for ``continue`` (pages
 read live data), ``resourceVersionMatch``, protobuf/CBOR.
 
@@ -140,6 +142,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     request_log_limit: int = 2000  # kmock's request log is kept bounded: the last N requests
     event_history_limit: int = 20000  # changes kept for watch resourceVersion replays
     default_namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public")
+    #: ``tests.support.access.AccessControl``: authentication, RBAC and admission; None allows everything.
+    access: Any = None
 
     store: ObjectStore = attrs.field(init=False)
     internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
@@ -231,9 +235,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         raw = request._raw_request
         assert raw is not None
         path, method, params = raw.path.rstrip("/") or "/", raw.method.upper(), dict(raw.query)
+        user = self.access.authenticate(raw.headers.get("Authorization")) if self.access is not None else None
+        parsed = parse_resource_path(path)
+        if user is not None:
+            self.access.authorize(self.store, user, method, path, params, *(
+                (parsed.group, parsed.plural, parsed.namespace, parsed.name, parsed.subresource)
+                if parsed is not None and parsed.plural is not None else (None,) * 5))
         if method == "GET" and path in ("/", "/version", "/api", "/apis"):
             return _json_response(discovery.root_document(path, self.store.kinds.values()))
-        parsed = parse_resource_path(path)
         if parsed is None:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
         if parsed.plural is None:
@@ -253,6 +262,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         common = {"warnings": warnings, "dry_run": params.get("dryRun") == "All"}
         strict = params.get("fieldValidation") == "Strict"
         await asyncio.sleep(0)  # let watch streams flush between writes, as a real server interleaves
+        if user is not None and method in ("POST", "PUT", "PATCH", "DELETE"):
+            self._admit(user, method, kind, namespace, name, sub, request.data, params, strict, common)
 
         if method == "GET" and params.get("watch") in ("true", "1"):
             if name is not None:
@@ -303,6 +314,36 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                      preconditions=options.get("preconditions"), **common)
             return _json_response(obj, 200, warnings)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {path}")
+
+    def _admit(self, user: Any, method: str, kind: Kind, namespace: str | None, name: str | None,
+               sub: str | None, data: Any, params: dict[str, str], strict: bool, common: dict[str, Any]) -> None:
+        """Validating admission, on the object the write would store (a dry run of it) and the stored one."""
+        dry = {"warnings": [], "dry_run": True, "strict": strict}
+        status_sub = sub if sub == "status" else None
+        if method == "POST" and name is None:
+            old, new = None, self.store.create_object(kind, namespace, data, **dry)
+            operation, name = "CREATE", new["metadata"]["name"]
+        elif method == "DELETE":
+            names = [name] if name is not None else [o["metadata"]["name"] for o in self.store.list_objects(
+                kind, namespace, {k: v for k, v in params.items() if k != "limit"})["items"]]
+            for each in names:
+                self.access.admit(self.store, user, "DELETE", kind, namespace, each, sub,
+                                  self.store.current(kind, namespace, each), None,
+                                  dry_run=common["dry_run"], warnings=common["warnings"])
+            return
+        elif method == "PUT" and name is not None:
+            old = self.store.current(kind, namespace, name)
+            new = self.store.update_object(kind, namespace, name, data, subresource=status_sub, **dry)
+            operation = "UPDATE"
+        elif method == "PATCH" and name is not None:
+            old = self.store.current(kind, namespace, name)
+            patch_type = "json" if isinstance(data, list) else "merge"  # strategic is served as merge
+            new = self.store.patch_object(kind, namespace, name, patch_type, data, subresource=status_sub, **dry)
+            operation = "UPDATE"  # admission sees a PATCH as an UPDATE of the patched object
+        else:
+            return  # the request is refused below (405, 415, ...)
+        self.access.admit(self.store, user, operation, kind, namespace, name, sub, old, new,
+                          dry_run=common["dry_run"], warnings=common["warnings"])
 
     def _delete_collection(self, kind: Kind, namespace: str | None, params: dict[str, str], data: Any,
                            warnings: list[str]) -> aiohttp.web.StreamResponse:

@@ -209,6 +209,7 @@ class ObjectStore:
             if not prefix:
                 raise invalid(kind, "", [Cause("metadata.name", "Required value: name or generateName is "
                                                "required", "FieldValueRequired")])
+            prefix = prefix[:58]  # apiserver names.SimpleNameGenerator: the base is cut to 63 - 5 characters
             for _ in range(100):
                 suffix = "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
                 if self.current(kind, namespace, prefix + suffix) is None:

@@ -114,34 +114,42 @@ class ThreadedKubeEmulator:
                 await runner.cleanup()
 
     @property
+    def access(self) -> Any:
+        """The emulator's ``tests.support.access.AccessControl`` (None: every request is allowed)."""
+        return self._options.get("access")
+
+    @property
     def store(self) -> ObjectStore:
         """The emulator's state (``tests.support.object_store``): use it only inside ``call()``."""
         return self.emulator.store
 
     # ------------------------------------------------------------ client configuration
 
-    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
-        """A kubeconfig without credentials (the emulator allows every request)."""
+    def kubeconfig(self, namespace: str = "default", token: str | None = None) -> dict[str, Any]:
+        """A kubeconfig; without ``token`` it has no credentials (anonymous, when access control is on)."""
         return {
             "apiVersion": "v1", "kind": "Config", "current-context": "kube-emulator", "preferences": {},
             "clusters": [{"name": "kube-emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "kube-emulator", "user": {}}],
+            "users": [{"name": "kube-emulator", "user": {"token": token} if token else {}}],
             "contexts": [{"name": "kube-emulator", "context": {
                 "cluster": "kube-emulator", "user": "kube-emulator", "namespace": namespace}}],
         }
 
-    def configuration(self) -> Any:
+    def configuration(self, token: str | None = None) -> Any:
         import kubernetes.client
 
         config = kubernetes.client.Configuration()
         config.host = self.url
+        if token:
+            config.api_key = {"authorization": token}
+            config.api_key_prefix = {"authorization": "Bearer"}
         return config
 
-    def api_client(self) -> Any:
+    def api_client(self, token: str | None = None) -> Any:
         """A ``kubernetes.client.ApiClient`` for this emulator (close it, or use ``with``)."""
         import kubernetes.client
 
-        return kubernetes.client.ApiClient(self.configuration())
+        return kubernetes.client.ApiClient(self.configuration(token))
 
     # ------------------------------------------------------------ running code on the emulator's loop
 

@@ -113,3 +113,31 @@ imagePullSecrets:
 
 {{/* Volumes and mounts shared by the API pod: /tmp (the root filesystem is read-only), storage, GCS key. */}}
 {{- define "laxai.gcsMountPath" -}}/var/run/secrets/laxai/gcs{{- end -}}
+
+{{/* Every trainer ServiceAccount name (the shared one, then each tenant's), as a JSON list. */}}
+{{- define "laxai.trainerServiceAccounts" -}}
+{{- $names := list .Values.trainer.serviceAccount.name -}}
+{{- range $tenant, $t := .Values.tenants -}}
+{{- with $t.serviceAccount -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- end -}}
+{{- $names | uniq | toJson -}}
+{{- end -}}
+
+{{/* LAXAI_TENANT_CREDENTIALS: tenant -> {serviceAccount, gcsCredentialsSecret, wandbSecret, wandbProject, wandbEntity}. */}}
+{{- define "laxai.tenantCredentials" -}}
+{{- $all := dict -}}
+{{- range $tenant, $t := .Values.tenants -}}
+{{- $c := dict -}}
+{{- with $t.serviceAccount }}{{ $_ := set $c "serviceAccount" .name }}{{ end -}}
+{{- with $t.gcsCredentialsSecret }}{{ $_ := set $c "gcsCredentialsSecret" . }}{{ end -}}
+{{- with $t.wandb -}}
+{{- with .secret }}{{ $_ := set $c "wandbSecret" . }}{{ end -}}
+{{- with .project }}{{ $_ := set $c "wandbProject" . }}{{ end -}}
+{{- with .entity }}{{ $_ := set $c "wandbEntity" . }}{{ end -}}
+{{- end -}}
+{{- $_ := set $all $tenant $c -}}
+{{- end -}}
+{{- $all | toJson -}}
+{{- end -}}
