@@ -73,3 +73,12 @@ def kube_api_client(kube_emulator: ThreadedKubeEmulator) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture()
+def job_controller(kube_emulator: ThreadedKubeEmulator) -> Iterator[Any]:
+    """The simulated Job + TTL-after-finished controllers (``tests/support/job_controller.py``)."""
+    from tests.support.job_controller import JobController
+
+    with JobController(kube_emulator) as controller:
+        yield controller
