@@ -20,8 +20,6 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from laxai_trainer.reasons import Reason
-
 from laxai_operator import events, metrics, naming
 from laxai_operator.job_builder import build_job, job_spec_patch
 from laxai_operator.kube import Kube
@@ -37,6 +35,7 @@ from laxai_operator.status_mapping import (
     rfc3339,
     status_patch,
 )
+from laxai_trainer.reasons import Reason
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]

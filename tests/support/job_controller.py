@@ -27,8 +27,8 @@ in-between states a real control plane shows, each ``lag`` seconds after the las
   that many seconds after Complete/Failed, read or not (pkg/controller/ttlafterfinished/
   ttlafterfinished_controller.go; kubernetes.io/docs/concepts/workloads/controllers/ttlafterfinished).
 
-``start_offset`` makes the Job and its pods look as if they started that long ago (a long
-run: startTime hours old). Not simulated: activeDeadlineSeconds, parallelism > 1, indexed
+``elapse(delta)`` moves the clock of a running Job forward: its startTime and its pods'
+start times move that far into the past, as if the run had gone on that long (a long run). Not simulated: activeDeadlineSeconds, parallelism > 1, indexed
 Jobs, successPolicy, pod finalizers (the controller remembers which pods it counted).
 """
 
@@ -98,12 +98,10 @@ def failure_policy_action(job: Obj, pod: Obj) -> tuple[str, str]:
 class JobController:
     """Job + TTL-after-finished controllers on a ``ThreadedKubeEmulator`` (use as a context manager)."""
 
-    def __init__(self, emu: ThreadedKubeEmulator, *, lag: float = 0.15, retry_lag: float = 0.5,
-                 start_offset: datetime.timedelta = datetime.timedelta(0)) -> None:
+    def __init__(self, emu: ThreadedKubeEmulator, *, lag: float = 0.15, retry_lag: float = 0.5) -> None:
         self.emu = emu
         self.lag = lag  # seconds between two steps of the controller (its watch + sync latency)
         self.retry_lag = retry_lag  # first back-off of a refused pod creation (then doubled, at most 8x)
-        self.start_offset = start_offset
         self.refusal: str | None = None  # an injected pod-creation error (quota, admission webhook)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[tuple[str, str], asyncio.TimerHandle] = {}
@@ -148,7 +146,7 @@ class JobController:
     def run_trainer(self, namespace: str, job: str) -> Obj:
         """The kubelet started the trainer container: the pod is Running."""
         pod = self.trainer_pod(namespace, job)
-        started = rfc3339(_now() - self.start_offset)
+        started = rfc3339(_now())
         return self.emu.set_pod_status(namespace, pod["metadata"]["name"], {
             "phase": "Running", "startTime": started,
             "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
@@ -160,7 +158,7 @@ class JobController:
         DisruptionTarget condition (preemption, eviction) that podFailurePolicy can ignore."""
         pod = self.trainer_pod(namespace, job)
         status = pod.get("status") or {}
-        started = status.get("startTime") or rfc3339(_now() - self.start_offset)
+        started = status.get("startTime") or rfc3339(_now())
         terminated = {"exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
                       "message": message, "startedAt": started, "finishedAt": rfc3339(_now())}
         conditions = [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]
@@ -169,6 +167,24 @@ class JobController:
         return self.emu.set_pod_status(namespace, pod["metadata"]["name"], {
             "phase": "Succeeded" if exit_code == 0 else "Failed", "startTime": started, "conditions": conditions,
             "containerStatuses": [self._container(pod, {"terminated": terminated})]})
+
+    def elapse(self, namespace: str, job: str, delta: datetime.timedelta) -> None:
+        """As if ``delta`` had passed: the Job's and its pods' start times move that far back."""
+        def back(text: str | None) -> str | None:
+            return text and rfc3339(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) - delta)
+
+        found = self.emu.get(JOBS, namespace, job)
+        assert found is not None and (found.get("status") or {}).get("startTime"), "the Job has not started"
+        self._write(found, {"startTime": back(found["status"]["startTime"])})
+        for pod in self.emu.objects(PODS, namespace, label_selector=f"job-name={job}"):
+            status = pod.get("status") or {}
+            statuses = []
+            for cs in status.get("containerStatuses") or []:
+                state = {k: {**v, **{t: back(v[t]) for t in ("startedAt", "finishedAt") if v.get(t)}}
+                         for k, v in (cs.get("state") or {}).items()}
+                statuses.append({**cs, "state": state})
+            self.emu.set_pod_status(namespace, pod["metadata"]["name"], {
+                "startTime": back(status.get("startTime")), "containerStatuses": statuses or None})
 
     @staticmethod
     def _container(pod: Obj, state: Obj, ready: bool = False) -> Obj:
@@ -248,7 +264,7 @@ class JobController:
         if spec.get("suspend"):
             return
         if not status.get("startTime"):
-            self._write(job, {"startTime": rfc3339(_now() - self.start_offset), "active": len(active)})
+            self._write(job, {"startTime": rfc3339(_now()), "active": len(active)})
             return
         if not active:
             self._create_pod(job)

@@ -163,15 +163,18 @@ def test_ttl_controller_deletes_the_finished_job_and_its_pods(kube_emulator, con
     assert "Complete" in conditions([v for v in emu.history(JOBS, NS, "train") if v][-1])
 
 
-def test_start_offset_makes_a_long_run(kube_emulator):
+def test_elapse_makes_a_long_run(kube_emulator, controller):
     emu = kube_emulator
     service_account(emu)
-    with JobController(emu, lag=0.05, start_offset=datetime.timedelta(hours=3)) as controller:
-        make_job(emu)
-        pod = controller.run_trainer(NS, "train")
-    for started in (emu.get(JOBS, NS, "train")["status"]["startTime"], pod["status"]["startTime"]):
-        age = datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
-        assert age > datetime.timedelta(hours=2, minutes=59)
+    make_job(emu)
+    controller.run_trainer(NS, "train")
+    controller.elapse(NS, "train", datetime.timedelta(hours=3))
+    pod = controller.trainer_pod(NS, "train")
+    now = datetime.datetime.now(datetime.UTC)
+    for started in (emu.get(JOBS, NS, "train")["status"]["startTime"], pod["status"]["startTime"],
+                    pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]):
+        age = now - datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+        assert datetime.timedelta(hours=2, minutes=59) < age < datetime.timedelta(hours=3, minutes=1)
 
 
 def test_a_suspended_job_gets_no_pod(kube_emulator, controller):
