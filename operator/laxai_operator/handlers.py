@@ -1,7 +1,7 @@
 """kopf handlers: thin glue from Kubernetes events to :class:`~laxai_operator.reconciler.Reconciler`.
 
 - TrainingJob create / resume (operator start) / spec update -> reconcile: read-or-create the
-  Job (deterministic name; 409 adopts it), sync suspend / activeDeadlineSeconds / TTL to it,
+  Job (deterministic name; 409 adopts it), sync suspend / activeDeadlineSeconds to it,
   cancel (delete the Job, phase cancelled), map status. Bounded retries with exponential
   backoff; when they run out the TrainingJob fails with reason ReconcileError instead of
   hanging.
