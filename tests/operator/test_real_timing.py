@@ -117,17 +117,17 @@ def test_a_missing_service_account_shows_at_once_and_fails_in_bounded_time(opera
     POD_CREATION_TIMEOUT) as PodCreationFailed, not as 'waiting for its pod'."""
     emu = operator_env
     make_tj(emu, "run-1", startupTimeoutSeconds=10)
-    started = time.monotonic()
     with running_operator():
-        st = wait_phase(emu, "run-1", "pending", "PodCreationFailed", timeout=5)["status"]
-        shown = time.monotonic() - started
+        emu.wait_for(lambda: [e for e in emu.objects("v1/events", NS) if e["reason"] == "FailedCreate"],
+                     timeout=10, message="the Job controller's FailedCreate Event")
+        # Shown within seconds of the Event (the Job itself does not change: only the Event says it).
+        st = wait_phase(emu, "run-1", "pending", "PodCreationFailed", timeout=4)["status"]
         assert 'error looking up service account default/laxai-trainer: serviceaccount "laxai-trainer" not ' \
                'found' in st["message"]
         st = wait_phase(emu, "run-1", "failed", "PodCreationFailed", timeout=15)["status"]
         emu.wait_for(lambda: emu.get(JOBS, NS, JOB) is None, timeout=5, message="Job deleted")
         emu.wait_for(lambda: ("Warning", "PodCreationFailed") in events_for(emu, "run-1"), timeout=5,
                      message="Warning event")
-    assert shown < 5
     assert "no trainer pod could be created within 10s" in st["message"] and "laxai-trainer" in st["message"]
 
 

@@ -74,11 +74,3 @@ def kube_api_client(kube_emulator: ThreadedKubeEmulator) -> Iterator[Any]:
     finally:
         client.close()
 
-
-@pytest.fixture()
-def job_controller(kube_emulator: ThreadedKubeEmulator) -> Iterator[Any]:
-    """The simulated Job + TTL-after-finished controllers (``tests/support/job_controller.py``)."""
-    from tests.support.job_controller import JobController
-
-    with JobController(kube_emulator) as controller:
-        yield controller
