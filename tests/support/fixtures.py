@@ -73,4 +73,3 @@ def kube_api_client(kube_emulator: ThreadedKubeEmulator) -> Iterator[Any]:
         yield client
     finally:
         client.close()
-
