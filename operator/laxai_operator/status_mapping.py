@@ -224,8 +224,8 @@ def _left_running(status: TrainingJobStatus, now: datetime) -> datetime | None:
     return None
 
 
-def _latest(*moments: datetime | None) -> datetime | None:
-    return max((m for m in moments if m is not None), default=None)
+def _latest(first: datetime, *more: datetime | None) -> datetime:
+    return max([first, *(m for m in more if m is not None)])
 
 
 def observe(
@@ -270,16 +270,15 @@ def observe(
     # No pod starting or running: the current attempt's pod-less stretch began at the latest of
     # the Job's start, the end of the last attempt and the moment this job stopped running.
     newest = max(pods, key=_created) if pods else None
+    newest_created = _created(newest) if newest else _created(job)
     last_end = parse_time(_terminated(newest).get("finishedAt")) if newest else None
-    since = _latest(parse_time(job_status.get("startTime")) or _created(job), newest and _created(newest),
-                    last_end, _left_running(status, now))
-    assert since is not None
-    refusal = pod_creation_refusal(list(job_events), newest and _created(newest) or _created(job))
+    since = _latest(parse_time(job_status.get("startTime")) or _created(job), newest_created, last_end,
+                    _left_running(status, now))
+    refusal = pod_creation_refusal(list(job_events), newest_created)
     if refusal is not None:
         return Verdict(Phase.pending, R.pod_creation_failed,
                        f"the Job controller cannot create the trainer pod: {_first_line(refusal.get('message'))}",
-                       started, pending_since=since,
-                       timeout=POD_CREATION_TIMEOUT)
+                       started, pending_since=since, timeout=POD_CREATION_TIMEOUT)
     failed = [p for p in pods if _phase(p) == "Failed"]
     if failed or int(job_status.get("failed") or 0) > 0:
         what = f"attempt failed ({describe_exit(max(failed, key=_created))})" if failed else "an attempt failed"
