@@ -136,6 +136,16 @@ CROSS_FIELD_RULES = {
 }
 
 
+#: A terminal phase is final for every writer (the operator's writes are also conditional on the
+#: resourceVersion they decided from): a stale or buggy writer cannot put `running` over `completed`.
+#: A transition rule, so it runs only on updates; has()-guarded, so it holds on an empty status.
+TERMINAL_PHASE_RULE = {
+    "rule": "!has(oldSelf.phase) || !(oldSelf.phase in ['completed', 'failed', 'cancelled']) "
+            "|| (has(self.phase) && self.phase == oldSelf.phase)",
+    "message": "a terminal phase (completed, failed, cancelled) is final",
+}
+
+
 PRINTER_COLUMNS = [
     {"name": "Tenant", "type": "string", "jsonPath": ".spec.tenant_id"},
     {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
@@ -160,6 +170,7 @@ def build_crd() -> dict[str, Any]:
     status = openapi_schema(
         r.TrainingJobStatus, "Observed state, written by the operator and the trainer."
     )
+    status["x-kubernetes-validations"] = [TERMINAL_PHASE_RULE]
     root = {
         "type": "object",
         "description": "A LaxAI re-identification training run, reconciled into a batch/v1 Job.",

@@ -1,11 +1,14 @@
 """kopf handlers: thin glue from Kubernetes events to :class:`~laxai_operator.reconciler.Reconciler`.
 
 - TrainingJob create / resume (operator start) / spec update -> reconcile: read-or-create the
-  Job (deterministic name; 409 adopts it), sync suspend / activeDeadlineSeconds / TTL to it,
+  Job (deterministic name; 409 adopts it), sync suspend / activeDeadlineSeconds to it,
   cancel (delete the Job, phase cancelled), map status. Bounded retries with exponential
   backoff; when they run out the TrainingJob fails with reason ReconcileError instead of
   hanging.
 - Job and Pod events (label-filtered to ours) -> reconcile of the owning TrainingJob.
+- The Job controller's ``FailedCreate`` Events on Jobs (a refused pod: missing ServiceAccount,
+  quota, admission) -> reconcile of the owning TrainingJob, which shows the Event's message
+  within seconds (a refused pod leaves no other trace: no pod, no Job condition).
 - No finalizer: deleting a TrainingJob deletes its Job and pods through ownerReferences
   (garbage collection), which works even while the operator is down. No handler here needs
   one (no on.delete, no daemons or timers — kopf puts a finalizer on objects with those).
@@ -135,3 +138,21 @@ async def on_pod_event(memo: kopf.Memo, body: kopf.Body, namespace: str, **_: An
     name = _owner_name(body)
     if name and memo.get("reconciler") is not None:
         await memo.reconciler.nudge(namespace, name, "pod")
+
+
+def _pod_creation_refused(body: kopf.Body, **_: Any) -> bool:
+    return body.get("reason") == "FailedCreate" and (body.get("involvedObject") or {}).get("kind") == "Job"
+
+
+@kopf.on.event("v1", "events", when=_pod_creation_refused)
+async def on_failed_create(memo: kopf.Memo, body: kopf.Body, namespace: str, **_: Any) -> None:
+    reconciler: Reconciler | None = memo.get("reconciler")
+    job_name = body["involvedObject"].get("name") or ""
+    name = naming.trainingjob_of_job(job_name)
+    if name is None and reconciler is not None:  # a truncated + hashed Job name: ask the Job
+        job = await reconciler.kube.get_job(namespace, job_name)
+        labels = ((job or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(naming.LABEL_MANAGED_BY) == naming.MANAGED_BY:
+            name = (job["metadata"].get("annotations") or {}).get(naming.ANNOTATION_TRAININGJOB)
+    if name and reconciler is not None:
+        await reconciler.nudge(namespace, name, "event")

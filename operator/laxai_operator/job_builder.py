@@ -15,6 +15,10 @@ Choices worth knowing:
 - Credentials are the job's tenant's (``settings.credentials_for(spec.tenant_id)``): a tenant
   listed in LAXAI_TENANT_CREDENTIALS gets its own ServiceAccount and Secrets and never the shared
   ones; every other tenant gets the shared ones.
+- No ``ttlSecondsAfterFinished`` on the Job: the TTL controller deletes a finished Job (and its
+  pods) whether or not anyone has read its result — with the operator down, a success would be
+  lost as "JobDeleted". ``spec.ttlSecondsAfterFinished`` applies to the TrainingJob instead
+  (the operator deletes it after recording the result; the Job goes with it by ownerReference).
 - Node selector and tolerations defaults from the settings are for GPU nodes, so they apply to
   GPU jobs only: a CPU job (gpus = 0) must not occupy a GPU node.
 """
@@ -220,8 +224,6 @@ def build_job(
     }
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -240,6 +242,7 @@ def job_spec_patch(spec: TrainingJobSpec, job: dict[str, Any]) -> dict[str, Any]
     """The merge patch that brings a live Job's mutable fields in line with the spec ({} if none).
 
     suspend: a queued Job (queueName) is resumed by Kueue, never by the operator.
+    ttlSecondsAfterFinished is removed from Jobs an older operator made: see the module docstring.
     """
     current = job.get("spec", {})
     patch: dict[str, Any] = {}
@@ -248,7 +251,7 @@ def job_spec_patch(spec: TrainingJobSpec, job: dict[str, Any]) -> dict[str, Any]
         patch["suspend"] = want_suspend
     for key, value in (
         ("activeDeadlineSeconds", spec.active_deadline_seconds),
-        ("ttlSecondsAfterFinished", spec.ttl_seconds_after_finished),
+        ("ttlSecondsAfterFinished", None),
     ):
         if current.get(key) != value:
             patch[key] = value

@@ -71,6 +71,7 @@ class Kube:
         return await self._missing_is_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
 
     async def patch_trainingjob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch /status; a ``metadata.resourceVersion`` in the patch makes it conditional (409)."""
         return await self._missing_is_none(
             self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, patch
         )
@@ -106,4 +107,11 @@ class Kube:
     # Pods
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         raw = await self._run(self.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False)
+        return _decode(raw).get("items") or []
+
+    # Events
+    async def list_pod_creation_failures(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        """The Job controller's FailedCreate Events on one Job (its only report of a refused pod)."""
+        raw = await self._run(self.core.list_namespaced_event, namespace, _preload_content=False,
+                              field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate")
         return _decode(raw).get("items") or []

@@ -54,6 +54,12 @@ def job_name(trainingjob_name: str) -> str:
     return bounded(f"tj-{trainingjob_name}", MAX_JOB_NAME)
 
 
+def trainingjob_of_job(job: str) -> str | None:
+    """The TrainingJob name a Job name was made from, when it was not truncated; else None."""
+    name = job.removeprefix("tj-")
+    return name if name != job and job_name(name) == job else None
+
+
 def label_value(trainingjob_name: str) -> str:
     """The TrainingJob name as a valid label value (≤ 63 chars)."""
     return bounded(trainingjob_name)

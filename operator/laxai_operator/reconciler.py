@@ -25,12 +25,24 @@ from laxai_operator.job_builder import build_job, job_spec_patch
 from laxai_operator.kube import Kube
 from laxai_operator.resource import Phase, TrainingJobSpec, TrainingJobStatus
 from laxai_operator.settings import OperatorSettings
-from laxai_operator.status_mapping import Decision, Verdict, decide, fold, invalid_spec, rfc3339, status_patch
+from laxai_operator.status_mapping import (
+    Decision,
+    Verdict,
+    awaiting_pod,
+    decide,
+    fold,
+    invalid_spec,
+    rfc3339,
+    status_patch,
+)
+from laxai_trainer.reasons import Reason
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 #: Timer retries of an event-triggered reconcile that failed (backoff 2, 4, … 60 s).
 NUDGE_RETRIES = 8
+#: Runs of one reconcile when its status write meets a newer version (409): read again, decide again.
+CONFLICT_RETRIES = 5
 
 
 class NotOursYet(Exception):
@@ -144,7 +156,7 @@ class Reconciler:
         if status.phase.terminal:
             return
         now = self.clock()
-        verdict = Verdict(Phase.failed, "ReconcileError",
+        verdict = Verdict(Phase.failed, Reason.reconcile_error,
                           f"the operator could not reconcile this job: {error}"[:4096], finished=rfc3339(now))
         decision = fold(status, verdict, tj["metadata"].get("generation"), None, [], now, status.job_name,
                         False, None, None)
@@ -161,6 +173,16 @@ class Reconciler:
     # ---- one run -------------------------------------------------------------------
 
     async def _reconcile(self, namespace: str, name: str) -> None:
+        """One run; a stale read (the status write answers 409) is decided again from fresh state."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return await self._reconcile_once(namespace, name)
+            except ApiException as exc:
+                if exc.status != 409 or attempt + 1 == CONFLICT_RETRIES:
+                    raise
+                log.debug("status of %s/%s changed under us; reconciling again", namespace, name)
+
+    async def _reconcile_once(self, namespace: str, name: str) -> None:
         tj = await self.kube.get_trainingjob(namespace, name)
         if tj is None or tj["metadata"].get("deletionTimestamp"):
             self._forget((namespace, name))
@@ -175,10 +197,12 @@ class Reconciler:
             return
         job_name = status.job_name or naming.job_name(name)
         job, created = await self._job(namespace, name, meta["uid"], spec, status, job_name)
-        pods = []
+        pods, job_events = [], []
         if job is not None and not created:  # a Job created this instant has no pods yet
             pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, job)
-        decision = decide(status, spec, meta.get("generation"), job, pods, now, job_name)
+            if not status.phase.terminal and awaiting_pod(job, pods):
+                job_events = await self.kube.list_pod_creation_failures(namespace, job["metadata"]["uid"])
+        decision = decide(status, spec, meta.get("generation"), job, pods, now, job_name, job_events)
         if decision.delete_job:
             await self.kube.delete_job(namespace, job_name)
         await self._write(tj, status, decision)
@@ -221,6 +245,9 @@ class Reconciler:
         meta = tj["metadata"]
         patch = status_patch(decision.status)
         if patch != status_patch(old):
+            # Conditional on the version decided from: a writer that read an older status (a second
+            # operator, a slow reconcile) gets 409 instead of putting `running` over `completed`.
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
             await self.kube.patch_trainingjob_status(meta["namespace"], meta["name"], patch)
         if decision.events:
             self.post_events(tj, decision.events)

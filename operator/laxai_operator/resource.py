@@ -110,8 +110,9 @@ class RunSpec(K8sModel):
     startup_timeout_seconds: int = Field(
         900, alias="startupTimeoutSeconds", ge=10, le=604800,
         description=(
-            "Fail the job when the trainer pod stays Pending (unschedulable, image pull error) "
-            "longer than this; independent of activeDeadlineSeconds."
+            "Fail the job when its current attempt has no started trainer pod for this long "
+            "(Pending, unschedulable, image pull error; a refused pod creation fails after at most "
+            "120 s); independent of activeDeadlineSeconds."
         ),
     )
     ttl_seconds_after_finished: int | None = Field(

@@ -4,21 +4,28 @@ The operator owns every status field except ``progress`` (the trainer's, bar
 ``progress.status``) and ``metrics``. Rules, in order:
 
 1. A terminal phase (completed/failed/cancelled) is final: nothing here changes it.
-2. ``spec.cancel`` -> cancelled (the caller deletes the Job).
-3. The Job's own verdict (Complete / Failed, or their early forms SuccessCriteriaMet /
-   FailureTarget) -> completed / failed, with a reason a user can act on: DeadlineExceeded,
-   OOMKilled, TrainerConfigError (the trainer's termination message), BackoffLimitExceeded.
-4. A Job that existed (``status.jobName`` set) and is gone -> failed JobDeleted, never recreated:
+2. The trainer's exit 0 — a Succeeded pod, or the Job's Complete / SuccessCriteriaMet —
+   -> completed. The pod turns Succeeded before the Job controller counts it, so a finishing
+   run is never shown as pending, and a cancel that comes after the exit is too late.
+3. ``spec.cancel`` -> cancelled (the caller deletes the Job).
+4. The Job's failure verdict (Failed, or its early form FailureTarget) -> failed, with a reason
+   a user can act on: DeadlineExceeded, OOMKilled, TrainerConfigError (the trainer's
+   termination message), BackoffLimitExceeded.
+5. A Job that existed (``status.jobName`` set) and is gone -> failed JobDeleted, never recreated:
    re-running would silently start the training over.
-5. Otherwise pending or running from the pods: running while a trainer pod runs; pending with
+6. Otherwise pending or running from the pods: running while a trainer pod runs; pending with
    the precise reason while not (Suspended/Queued, Unschedulable with the scheduler's message,
-   ImagePullBackOff/ErrImagePull/..., Retrying after a failed attempt). A pod (or a Job with no
-   pod yet) pending longer than ``spec.startupTimeoutSeconds`` -> failed, reason the precise
-   one when known, else StartupTimeout; ``recheck_at`` says when that timeout falls due.
+   ImagePullBackOff/ErrImagePull/..., Retrying after a failed attempt, PodCreationFailed with
+   the Job controller's FailedCreate Event message). The startup timeout
+   (``spec.startupTimeoutSeconds``; for PodCreationFailed at most POD_CREATION_TIMEOUT) counts
+   only the current pod-less or pod-pending stretch — from the newest pod's creation, else from
+   the latest of the Job's start, the last attempt's end and the moment the job stopped
+   running — never from the age of the Job; ``recheck_at`` says when it falls due.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +40,7 @@ from laxai_operator.resource import (
     TrainingJobStatus,
 )
 from laxai_trainer import exit_codes
+from laxai_trainer.reasons import Reason as R
 
 PHASE_CONDITION = {
     Phase.pending: "Pending",
@@ -44,10 +52,16 @@ PHASE_CONDITION = {
 #: Container waiting reasons that mean "this pod will not start by itself".
 STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
                  "CreateContainerConfigError", "CreateContainerError")
+#: Job conditions that end it: no pod is to come any more.
+FINISHED_CONDITIONS = frozenset({"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"})
+#: Seconds a Job may go on being refused its pod (FailedCreate) before the TrainingJob fails
+#: (or spec.startupTimeoutSeconds, if shorter): long enough for the Job controller's retries
+#: to pick up a ServiceAccount or quota fixed at once, short enough not to hide the refusal.
+POD_CREATION_TIMEOUT = 120
 #: Reasons worth a Warning event.
 WARNING_REASONS = frozenset({*STUCK_WAITING, "Unschedulable", "StartupTimeout", "Retrying", "OOMKilled",
                              "TrainerConfigError", "DeadlineExceeded", "BackoffLimitExceeded",
-                             "JobDeleted", "Failed"})
+                             "JobDeleted", "Failed", R.pod_creation_failed})
 
 
 def rfc3339(moment: datetime) -> str:
@@ -70,6 +84,7 @@ class Verdict:
     started: str | None = None  # when a trainer pod first ran
     finished: str | None = None  # when the Job reached its verdict
     pending_since: datetime | None = None  # start of the current pending stretch (startup timeout)
+    timeout: int | None = None  # a shorter bound than spec.startupTimeoutSeconds for this stretch
 
 
 @dataclass
@@ -167,10 +182,58 @@ def failure_reason(job: dict[str, Any], pods: list[dict[str, Any]], spec: Traini
     return job_reason or "Failed", cond.get("message") or (describe_exit(last) if last else "the Job failed")
 
 
+def trainer_exited_ok(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The trainer pod that exited 0 (phase Succeeded), if any: the training is done."""
+    done = [p for p in pods if _phase(p) == "Succeeded"]
+    return max(done, key=_created) if done else None
+
+
+def awaiting_pod(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """The Job should have a pod and has none starting, running or done: the only time its
+    FailedCreate Events matter (the caller reads them only then)."""
+    if (job.get("spec") or {}).get("suspend") or set(_conditions(job)) & FINISHED_CONDITIONS:
+        return False
+    return not any(_phase(p) in ("Pending", "Running", "Succeeded") and not p["metadata"].get("deletionTimestamp")
+                   for p in pods)
+
+
+def _event_time(event: dict[str, Any]) -> datetime | None:
+    times = [parse_time(t) for t in (event.get("lastTimestamp"), event.get("eventTime"),
+                                     (event.get("series") or {}).get("lastObservedTime"))]
+    return max((t for t in times if t is not None), default=None)
+
+
+def pod_creation_refusal(events: list[dict[str, Any]], after: datetime) -> dict[str, Any] | None:
+    """The newest Warning FailedCreate Event on the Job seen after ``after`` (the newest pod's
+    creation): the Job controller's only report of a refused pod (quota, admission, a missing
+    ServiceAccount). Older ones belong to an attempt that did get its pod."""
+    refusals = [e for e in events if e.get("reason") == "FailedCreate" and e.get("type") == "Warning"
+                and (_event_time(e) or after) >= after]
+    return max(refusals, key=lambda e: _event_time(e) or after) if refusals else None
+
+
+def _left_running(status: TrainingJobStatus, now: datetime) -> datetime | None:
+    """When the TrainingJob last stopped running (now if it still is), None if it never ran:
+    a pending stretch after a run starts there, not at the Job's (old) startTime."""
+    if status.phase is Phase.running:
+        return now
+    history = status.history
+    for i in range(len(history) - 1, -1, -1):
+        if history[i].phase is Phase.running:
+            return parse_time(history[i + 1].time) if i + 1 < len(history) else now
+    return None
+
+
+def _latest(first: datetime, *more: datetime | None) -> datetime:
+    return max([first, *(m for m in more if m is not None)])
+
+
 def observe(
-    job: dict[str, Any], pods: list[dict[str, Any]], spec: TrainingJobSpec, now: datetime
+    job: dict[str, Any], pods: list[dict[str, Any]], spec: TrainingJobSpec, now: datetime,
+    status: TrainingJobStatus | None = None, job_events: Sequence[dict[str, Any]] = (),
 ) -> Verdict:
-    """Phase and reason from an existing Job and its pods."""
+    """Phase and reason from an existing Job, its pods and (when no pod exists) its Events."""
+    status = status or TrainingJobStatus()
     conds = _conditions(job)
     job_status = job.get("status") or {}
     running = [p for p in pods if _phase(p) == "Running"]
@@ -180,29 +243,47 @@ def observe(
     for kind in ("Complete", "SuccessCriteriaMet"):
         if kind in conds:
             finished = job_status.get("completionTime") or verdict_time(conds[kind])
-            return Verdict(Phase.completed, "Completed", "training finished", started, finished)
+            return Verdict(Phase.completed, R.completed, "training finished", started, finished)
     for kind in ("Failed", "FailureTarget"):
         if kind in conds:
             reason, message = failure_reason(job, pods, spec)
             return Verdict(Phase.failed, reason, message, started, verdict_time(conds[kind]))
+    done = trainer_exited_ok(pods)
+    if done is not None:
+        # The pod turns Succeeded before the Job controller counts it (REAL_K8S_FACTS.md): exit 0
+        # is the trainer's "trained and saved", so the run is complete now, not pending.
+        finished = _terminated(done).get("finishedAt") or rfc3339(now)
+        return Verdict(Phase.completed, R.completed, f"training finished (trainer pod {done['metadata']['name']} "
+                       "exited 0)", started, finished)
     if running:
         pod = running[0]
-        return Verdict(Phase.running, "Running", f"trainer pod {pod['metadata']['name']} is running", started)
+        return Verdict(Phase.running, R.running, f"trainer pod {pod['metadata']['name']} is running", started)
     if (job.get("spec") or {}).get("suspend") or "Suspended" in conds:
         if spec.queue_name and not spec.suspend:
-            return Verdict(Phase.pending, "Queued", f"waiting for Kueue to admit the job (queue {spec.queue_name})")
-        return Verdict(Phase.pending, "Suspended", "the job is suspended (spec.suspend)")
+            return Verdict(Phase.pending, R.queued, f"waiting for Kueue to admit the job (queue {spec.queue_name})")
+        return Verdict(Phase.pending, R.suspended, "the job is suspended (spec.suspend)")
     pending = [p for p in pods if _phase(p) == "Pending" and not p["metadata"].get("deletionTimestamp")]
     if pending:
         pod = max(pending, key=_created)
-        reason, message = stuck_reason(pod) or ("Starting", f"trainer pod {pod['metadata']['name']} is starting")
+        reason, message = stuck_reason(pod) or (R.starting, f"trainer pod {pod['metadata']['name']} is starting")
         return Verdict(Phase.pending, reason, message, started, pending_since=_created(pod))
+    # No pod starting or running: the current attempt's pod-less stretch began at the latest of
+    # the Job's start, the end of the last attempt and the moment this job stopped running.
+    newest = max(pods, key=_created) if pods else None
+    newest_created = _created(newest) if newest else _created(job)
+    last_end = parse_time(_terminated(newest).get("finishedAt")) if newest else None
+    since = _latest(parse_time(job_status.get("startTime")) or _created(job), newest_created, last_end,
+                    _left_running(status, now))
+    refusal = pod_creation_refusal(list(job_events), newest_created)
+    if refusal is not None:
+        return Verdict(Phase.pending, R.pod_creation_failed,
+                       f"the Job controller cannot create the trainer pod: {_first_line(refusal.get('message'))}",
+                       started, pending_since=since, timeout=POD_CREATION_TIMEOUT)
     failed = [p for p in pods if _phase(p) == "Failed"]
-    if failed:
-        last = max(failed, key=_created)
-        return Verdict(Phase.pending, "Retrying", f"attempt failed ({describe_exit(last)}); the Job retries it")
-    since = parse_time(job_status.get("startTime")) or _created(job)
-    return Verdict(Phase.pending, "JobCreated", f"Job {job['metadata']['name']} created; waiting for its pod",
+    if failed or int(job_status.get("failed") or 0) > 0:
+        what = f"attempt failed ({describe_exit(max(failed, key=_created))})" if failed else "an attempt failed"
+        return Verdict(Phase.pending, R.retrying, f"{what}; the Job retries it", started, pending_since=since)
+    return Verdict(Phase.pending, R.job_created, f"Job {job['metadata']['name']} created; waiting for its pod",
                    pending_since=since)
 
 
@@ -248,32 +329,38 @@ def decide(
     pods: list[dict[str, Any]],
     now: datetime,
     job_name: str,
+    job_events: Sequence[dict[str, Any]] = (),
 ) -> Decision:
     """The next status of a TrainingJob; see the module docstring for the rules."""
     if status.phase.terminal:
         return Decision(status=status, recheck_at=ttl_deadline(status, spec))
     delete_job = False
-    if spec.cancel:
-        verdict = Verdict(Phase.cancelled, "Cancelled", "cancelled on request; the Job and its pods were deleted",
+    observed = observe(job, pods, spec, now, status, job_events) if job is not None else None
+    if spec.cancel and not (observed and observed.phase is Phase.completed):
+        # A cancel that comes after the trainer exited 0 is too late: the model is trained and saved.
+        verdict = Verdict(Phase.cancelled, R.cancelled, "cancelled on request; the Job and its pods were deleted",
                           finished=rfc3339(now))
         delete_job = job is not None
-    elif job is None and status.job_name:
-        verdict = Verdict(Phase.failed, "JobDeleted",
+    elif observed is not None:
+        verdict = observed
+    elif status.job_name:
+        verdict = Verdict(Phase.failed, R.job_deleted,
                           f"Job {status.job_name} was deleted before it finished; create a new TrainingJob to rerun",
                           finished=rfc3339(now))
-    elif job is None:
-        verdict = Verdict(Phase.pending, "Creating", "creating the Job")
     else:
-        verdict = observe(job, pods, spec, now)
+        verdict = Verdict(Phase.pending, R.creating, "creating the Job")
     recheck_at = None
     if verdict.phase is Phase.pending and verdict.pending_since is not None:
-        deadline = verdict.pending_since + timedelta(seconds=spec.startup_timeout_seconds)
+        limit = min(spec.startup_timeout_seconds, verdict.timeout or spec.startup_timeout_seconds)
+        deadline = verdict.pending_since + timedelta(seconds=limit)
         if now >= deadline:
-            reason = verdict.reason if verdict.reason not in ("Starting", "JobCreated") else "StartupTimeout"
-            verdict = Verdict(Phase.failed, reason,
-                              f"startup timeout: no trainer pod ran within {spec.startup_timeout_seconds}s "
-                              f"(spec.startupTimeoutSeconds); {verdict.message}",
-                              finished=rfc3339(now))
+            if verdict.reason == R.pod_creation_failed:
+                reason, text = verdict.reason, f"no trainer pod could be created within {limit}s"
+            else:
+                reason = R.startup_timeout if verdict.reason in (R.starting, R.job_created, R.retrying) \
+                    else verdict.reason
+                text = f"startup timeout: no trainer pod ran within {limit}s (spec.startupTimeoutSeconds)"
+            verdict = Verdict(Phase.failed, reason, f"{text}; {verdict.message}", finished=rfc3339(now))
             delete_job = job is not None
         else:
             recheck_at = deadline
@@ -327,7 +414,7 @@ def invalid_spec(status: TrainingJobStatus, message: str, generation: int | None
     """A spec the models reject (only possible where the CRD schema was bypassed): fail, say why."""
     if status.phase.terminal:
         return Decision(status=status)
-    verdict = Verdict(Phase.failed, "InvalidSpec", f"the spec is invalid: {message}", finished=rfc3339(now))
+    verdict = Verdict(Phase.failed, R.invalid_spec, f"the spec is invalid: {message}", finished=rfc3339(now))
     return fold(status, verdict, generation, None, [], now, status.job_name, False, None, None)
 
 

@@ -15,7 +15,7 @@ OPERATOR_RULES = {
     TJ_STATUS: {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "pods"): {"list", "watch"},
-    ("", "events"): {"create"},  # kopf posts core/v1 Events
+    ("", "events"): {"create", "list", "watch"},  # kopf posts core/v1 Events; FailedCreate reports are read
 }
 #: Cluster-wide, kopf lists nothing cluster-scoped that it needs (it watches all namespaces at once).
 OPERATOR_CLUSTER_RULES = OPERATOR_RULES

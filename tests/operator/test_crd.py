@@ -213,3 +213,22 @@ def test_batch_must_hold_two_players_in_cel():
                if "oldSelf" not in r["rule"]]
     assert _evaluate(rule["rule"], {"batch_size": 8, "images_per_player": 4})
     assert not _evaluate(rule["rule"], {"batch_size": 8, "images_per_player": 8})
+
+
+@pytest.mark.parametrize("terminal", ["completed", "failed", "cancelled"])
+def test_a_terminal_phase_is_final_for_every_writer(kube_emulator, terminal):
+    """The CRD's status transition rule: no writer (a stale operator, the trainer) regresses it."""
+    from tests.support.api_errors import ApiError
+
+    emu = kube_emulator
+    tjs = "training.laxai.io/v1alpha1/trainingjobs"
+    emu.create(tjs, {"metadata": {"name": "run-1", "namespace": "default"}, "spec": {"tenant_id": "t"}})
+    emu.patch_status(tjs, "default", "run-1", {"phase": "running"})  # non-terminal: may change
+    emu.patch_status(tjs, "default", "run-1", {"phase": terminal, "reason": "X"})
+    emu.patch_status(tjs, "default", "run-1", {"reason": "Y", "metrics": {"mAP": 0.5}})  # phase kept: fine
+    for other in ("pending", "running", *({"completed", "failed", "cancelled"} - {terminal})):
+        with pytest.raises(ApiError) as err:
+            emu.patch_status(tjs, "default", "run-1", {"phase": other})
+        assert err.value.code == 422 and "a terminal phase (completed, failed, cancelled) is final" in str(
+            err.value.status())
+    assert emu.get(tjs, "default", "run-1")["status"]["phase"] == terminal

@@ -229,7 +229,9 @@ def test_pod_fields_from_settings_and_spec(s, run, key, value):
         ({"backoffLimit": 7}, "backoffLimit", 7),
         ({"activeDeadlineSeconds": 3600}, "activeDeadlineSeconds", 3600),
         ({}, "activeDeadlineSeconds", None),
-        ({"ttlSecondsAfterFinished": 600}, "ttlSecondsAfterFinished", 600),
+        # The TTL is the TrainingJob's (the operator applies it after reading the result), never the
+        # Job's: the TTL controller would delete a finished Job before a stopped operator read it.
+        ({"ttlSecondsAfterFinished": 600}, "ttlSecondsAfterFinished", None),
         ({}, "ttlSecondsAfterFinished", None),
         ({"suspend": True}, "suspend", True),
         ({"queueName": "team-a-queue"}, "suspend", True),  # Kueue admits by unsuspending
@@ -318,7 +320,10 @@ def test_manifest_validates_against_kubernetes_schema():
         ({"suspend": True, "queueName": "q"}, {"suspend": False}, {"spec": {"suspend": True}}),
         ({"activeDeadlineSeconds": 100}, {"suspend": False}, {"spec": {"activeDeadlineSeconds": 100}}),
         ({}, {"suspend": False, "activeDeadlineSeconds": 100}, {"spec": {"activeDeadlineSeconds": None}}),
-        ({"ttlSecondsAfterFinished": 9}, {"suspend": False, "ttlSecondsAfterFinished": 9}, {}),
+        ({"ttlSecondsAfterFinished": 9}, {"suspend": False}, {}),
+        # A Job an older operator made with the TTL copied onto it: the TTL is taken off.
+        ({"ttlSecondsAfterFinished": 9}, {"suspend": False, "ttlSecondsAfterFinished": 9},
+         {"spec": {"ttlSecondsAfterFinished": None}}),
     ],
 )
 def test_job_spec_patch(run, live, patch):

@@ -85,3 +85,30 @@ async def test_a_failed_event_reconcile_is_retried_on_a_timer(operator_env, reco
             break
         await asyncio.sleep(0.05)
     assert len(calls) == 2 and status_of(emu, "run-1")["jobName"] == "tj-run-1"
+
+
+async def test_a_stale_read_cannot_put_running_over_completed(operator_env, reconciler, monkeypatch):
+    """A writer that decided from an older status (a slow reconcile, a second operator) must not
+    regress a terminal phase: its write is conditional on the version it read (409), and the
+    re-run, reading the newer status, leaves the terminal phase alone."""
+    from tests.operator.conftest import trainer_state
+
+    emu = operator_env
+    make_tj(emu, "run-1")
+    await reconciler.reconcile(NS, "run-1", "test")
+    emu.make_pod_for_job(emu.get(JOBS, NS, "tj-run-1"), phase="Running", container_statuses=trainer_state(running={}))
+    stale = emu.get(TJS, NS, "run-1")  # pending: what the slow writer read
+    emu.patch_status(TJS, NS, "run-1", {"phase": "completed", "reason": "Completed",
+                                        "completionTime": "2026-01-01T01:00:00Z"})  # another writer, meanwhile
+    real_get, reads = reconciler.kube.get_trainingjob, []
+
+    async def first_read_is_stale(namespace, name):
+        reads.append(name)
+        return stale if len(reads) == 1 else await real_get(namespace, name)
+
+    monkeypatch.setattr(reconciler.kube, "get_trainingjob", first_read_is_stale)
+    await reconciler.reconcile(NS, "run-1", "test")
+    st = status_of(emu, "run-1")
+    assert (st["phase"], st["reason"]) == ("completed", "Completed")
+    assert len(reads) == 2  # the 409 made it read again
+    assert [p[2] for p in reconciler.posted] == ["JobCreated"]  # no false "Running" event either

@@ -16,8 +16,20 @@ def spec(**kw):
     return TrainingJobSpec.model_validate({"tenant_id": "t", **kw})
 
 
-def run(status=None, sp=None, j=None, pods=(), now=NOW, generation=1):
-    return decide(status or TrainingJobStatus(), sp or spec(), generation, j, list(pods), now, "tj-run-1")
+def run(status=None, sp=None, j=None, pods=(), now=NOW, generation=1, events=()):
+    return decide(status or TrainingJobStatus(), sp or spec(), generation, j, list(pods), now, "tj-run-1",
+                  list(events))
+
+
+NO_SA = ('Error creating: pods "tj-run-1-" is forbidden: error looking up service account ns/laxai-trainer: '
+         'serviceaccount "laxai-trainer" not found')
+
+
+def failed_create(message=NO_SA, at="2026-01-01T00:04:00Z", first=T0):
+    """The Warning Event the Job controller posts (again and again) when pod creation is refused."""
+    return {"type": "Warning", "reason": "FailedCreate", "message": message, "count": 3,
+            "involvedObject": {"kind": "Job", "name": "tj-run-1", "uid": "job-uid"},
+            "firstTimestamp": first, "lastTimestamp": at}
 
 
 OOM = {"exitCode": 137, "reason": "OOMKilled", "message": ""}
@@ -25,8 +37,38 @@ CONFIG = {"exitCode": 3, "reason": "Error", "message": "invalid config: training
 PREEMPTED = {"exitCode": 75, "reason": "Error", "message": "preempted after checkpoint"}
 CRASH = {"exitCode": 1, "reason": "Error", "message": "Traceback ... RuntimeError: boom"}
 
+EXITED_0 = {"exitCode": 0, "reason": "Completed", "finishedAt": LATER}
+RECENT = "2026-01-01T00:04:00Z"  # a minute before NOW
+OLD_START = "2025-12-31T20:00:00Z"  # a long run: the Job started hours before NOW
+#: Events on the Job, by case id (the Job controller's FailedCreate reports).
+CASE_EVENTS = {
+    "pod-creation-refused-no-sa": [failed_create()],
+    "pod-creation-refused-quota": [failed_create('Error creating: pods "tj-run-1-" is forbidden: exceeded quota: '
+                                                 'gpu, requested: nvidia.com/gpu=1, used: nvidia.com/gpu=4')],
+    "retry-refused-by-admission": [failed_create('Error creating: admission webhook "policy.example" denied the '
+                                                 'request: no GPUs for tenant1', at=LATER)],
+    "refusal-older-than-the-pod": [failed_create(at="2026-01-01T00:00:30Z")],
+}
+
 CASES = [
     # (id, job, pods, spec, phase, reason, message fragment)
+    # In-between states of real controller timing (REAL_K8S_FACTS.md):
+    ("pod-succeeded-job-not-counted-yet", job(startTime=OLD_START),
+     [pod(phase="Succeeded", terminated=EXITED_0)], {}, Phase.completed, "Completed", "exited 0"),
+    ("pod-succeeded-job-counted-no-condition", job(startTime=OLD_START, succeeded=1),
+     [pod(phase="Succeeded", terminated=EXITED_0)], {}, Phase.completed, "Completed", "exited 0"),
+    ("pod-succeeded-pods-gone-success-criteria-met", job(succeeded=1, conditions=[cond("SuccessCriteriaMet")]),
+     [], {}, Phase.completed, "Completed", "finished"),
+    ("retrying-failed-pod-gone", job(failed=1), [], {}, Phase.pending, "Retrying",
+     "the Job retries it"),
+    ("pod-creation-refused-no-sa", job(created=RECENT), [], {}, Phase.pending, "PodCreationFailed",
+     'serviceaccount "laxai-trainer" not found'),
+    ("pod-creation-refused-quota", job(created=RECENT), [], {}, Phase.pending, "PodCreationFailed", "exceeded quota: gpu"),
+    ("retry-refused-by-admission", job(failed=1),
+     [pod(phase="Failed", terminated={**PREEMPTED, "finishedAt": RECENT})], {},
+     Phase.pending, "PodCreationFailed", "denied the request"),
+    ("refusal-older-than-the-pod", job(active=1), [pod(created="2026-01-01T00:01:00Z")], {}, Phase.pending,
+     "Starting", "is starting"),
     ("no-pod-yet", job(), [], {}, Phase.pending, "JobCreated", "waiting for its pod"),
     ("pod-starting", job(active=1), [pod()], {}, Phase.pending, "Starting", "is starting"),
     ("unschedulable-gpu", job(active=1), [pod(conditions=[unschedulable()])], {}, Phase.pending,
@@ -76,7 +118,7 @@ CASES = [
 
 @pytest.mark.parametrize(("case", "j", "pods", "sp", "phase", "reason", "fragment"), CASES, ids=[c[0] for c in CASES])
 def test_mapping(case, j, pods, sp, phase, reason, fragment):
-    d = run(sp=spec(**sp), j=j, pods=pods)
+    d = run(sp=spec(**sp), j=j, pods=pods, events=CASE_EVENTS.get(case, ()))
     assert (d.status.phase, d.status.reason) == (phase, reason)
     assert fragment in d.status.message
     assert d.status.progress.status == phase
@@ -93,6 +135,61 @@ def test_mapping(case, j, pods, sp, phase, reason, fragment):
     assert ev_reason == reason
     assert kind == ("Normal" if reason in {"JobCreated", "Starting", "Running", "Suspended", "Queued",
                                            "Completed", "Cancelled"} else "Warning")
+
+
+def test_cancel_after_the_trainer_exited_0_is_too_late():
+    """The cancel came after exit 0 (before the Job's Complete): the model is trained and saved."""
+    for j in (job(), job(succeeded=1, conditions=[cond("SuccessCriteriaMet")]),
+              job(succeeded=1, conditions=[cond("Complete")])):
+        d = run(sp=spec(cancel=True), j=j, pods=[pod(phase="Succeeded", terminated=EXITED_0)])
+        assert (d.status.phase, d.status.reason, d.delete_job) == (Phase.completed, "Completed", False)
+    d = run(sp=spec(cancel=True), j=job(active=1), pods=[pod(phase="Running", running=True)])
+    assert d.status.phase == Phase.cancelled and d.delete_job
+
+
+def test_a_finishing_run_is_never_timed_out_by_the_age_of_the_job():
+    running = run(j=job(active=1, startTime=OLD_START), pods=[pod(phase="Running", running=True, start=OLD_START)],
+                  sp=spec(startupTimeoutSeconds=10)).status
+    d = run(status=running, sp=spec(startupTimeoutSeconds=10), j=job(startTime=OLD_START),
+            pods=[pod(phase="Succeeded", terminated=EXITED_0)], now=NOW + timedelta(seconds=1))
+    assert (d.status.phase, d.status.reason) == (Phase.completed, "Completed")
+    assert d.status.completion_time == LATER  # when the trainer exited
+    assert [h.phase for h in d.status.history] == [Phase.running, Phase.completed]
+
+
+def test_pending_after_a_run_times_out_from_when_it_stopped_running():
+    """The pod vanished (evicted, garbage-collected) with no replacement yet: the stretch starts now."""
+    sp = spec(startupTimeoutSeconds=60)
+    running = run(j=job(active=1, startTime=OLD_START), pods=[pod(phase="Running", running=True)], sp=sp).status
+    d = run(status=running, sp=sp, j=job(startTime=OLD_START), now=NOW + timedelta(seconds=5))
+    assert d.status.phase == Phase.pending and d.recheck_at == NOW + timedelta(seconds=65)
+    later = run(status=d.status, sp=sp, j=job(startTime=OLD_START), now=NOW + timedelta(seconds=64))
+    assert later.status.phase == Phase.pending and later.recheck_at == NOW + timedelta(seconds=65)
+    assert run(status=d.status, sp=sp, j=job(startTime=OLD_START),
+               now=NOW + timedelta(seconds=65)).status.reason == "StartupTimeout"
+
+
+def test_retrying_times_out_from_the_failed_attempts_end_not_the_jobs_start():
+    sp = spec(startupTimeoutSeconds=60)
+    failed = pod(phase="Failed", terminated={**PREEMPTED, "finishedAt": "2026-01-01T00:04:30Z"})
+    d = run(sp=sp, j=job(startTime=OLD_START, failed=1), pods=[failed])
+    assert (d.status.phase, d.status.reason) == (Phase.pending, "Retrying")
+    assert d.recheck_at == datetime(2026, 1, 1, 0, 5, 30, tzinfo=UTC)
+    late = run(sp=sp, j=job(startTime=OLD_START, failed=1), pods=[failed], now=datetime(2026, 1, 1, 0, 5, 30,
+                                                                                       tzinfo=UTC))
+    assert (late.status.phase, late.status.reason) == (Phase.failed, "StartupTimeout")
+
+
+@pytest.mark.parametrize(("startup", "bound"), [(900, 120), (60, 60)])
+def test_pod_creation_failure_fails_after_a_bounded_time(startup, bound):
+    sp = spec(startupTimeoutSeconds=startup)
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    before = run(sp=sp, j=job(), events=[failed_create()], now=created + timedelta(seconds=bound - 1))
+    assert before.status.reason == "PodCreationFailed" and before.recheck_at == created + timedelta(seconds=bound)
+    after = run(sp=sp, j=job(), events=[failed_create()], now=created + timedelta(seconds=bound))
+    assert (after.status.phase, after.status.reason) == (Phase.failed, "PodCreationFailed")
+    assert f"within {bound}s" in after.status.message and 'serviceaccount "laxai-trainer"' in after.status.message
+    assert after.delete_job
 
 
 def test_completion_time_comes_from_the_job():

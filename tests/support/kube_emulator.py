@@ -43,7 +43,8 @@ faults), but serves every Kubernetes request with its own semantics:
 Not emulated (only a real API server or controllers do these; the kind e2e suite covers
 them): CEL ``x-kubernetes-validations`` (immutability rules), ``format``, list-type
 uniqueness, keyed strategic-merge of lists, server-side apply, managedFields, mutating
-admission and webhooks, controllers (nothing runs Jobs or Pods: tests set their status), graceful pod termination (pods go at once), foreground
+admission and webhooks, controllers (nothing runs Jobs or Pods unless a test starts
+tests/support/job_controller.py; otherwise tests set their status), graceful pod termination (pods go at once), foreground
 deletion ordering (treated as background), consistent snapshots for ``continue`` (pages
 read live data), ``resourceVersionMatch``, protobuf/CBOR.
 

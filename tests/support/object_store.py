@@ -16,7 +16,7 @@ import json
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kmock
@@ -55,6 +55,9 @@ class ObjectStore:
         self.kinds: dict[tuple[str, str, str], Kind] = {}
         self.pod_logs: dict[tuple[str, str], str] = {}
         self.watchers: set[Watcher] = set()
+        #: Called with (kind, event type, old, new) after every change, on the loop (simulated
+        #: controllers, e.g. tests/support/job_controller.py); they must not write synchronously.
+        self.listeners: list[Callable[[Kind, str, Obj | None, Obj], None]] = []
         self.events: deque[tuple[int, Kind, str, Obj | None, Obj]] = deque()
         self._rv = 0
         self._uids: dict[str, ObjKey] = {}
@@ -154,6 +157,8 @@ class ObjectStore:
             event = watcher.offer(kind, event_type, old, new)
             if event is not None:
                 watcher.queue.put_nowait(event)
+        for listener in list(self.listeners):
+            listener(kind, event_type, old, new)
 
     # ---------------------------------------------------------------- validation helpers
 

@@ -31,6 +31,7 @@ from laxai_api.errors import JobFinished, JobNotFound
 from laxai_api.settings import ApiSettings
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer import exit_codes
+from laxai_trainer.reasons import Reason
 from laxai_trainer.status import Phase, Progress, ProgressReport
 
 #: Settings the trainer must not inherit.
@@ -59,34 +60,35 @@ def classify_exit(
     reported = report.progress.status if report else None
     if code == exit_codes.OK or (code is None and reported == Phase.completed):
         if cancel_requested and reported != Phase.completed:
-            return Outcome(Phase.cancelled, "Cancelled", "Cancelled by request")
-        return Outcome(Phase.completed, "Completed", "Training completed")
+            return Outcome(Phase.cancelled, Reason.cancelled, "Cancelled by request")
+        return Outcome(Phase.completed, Reason.completed, "Training completed")
     if cancel_requested:
         # Includes 75 (RETRY): the trainer checkpointed on our SIGTERM.
-        return Outcome(Phase.cancelled, "Cancelled", "Cancelled by request")
+        return Outcome(Phase.cancelled, Reason.cancelled, "Cancelled by request")
     tail = "\n".join(log_tail[-FAILURE_TAIL:])
     said = report.progress.message if report and report.progress.message else None
     if code is None:
         if reported == Phase.failed:
-            return Outcome(Phase.failed, "TrainerFailed", _with_tail(said or "The trainer failed", tail))
+            return Outcome(Phase.failed, Reason.trainer_failed, _with_tail(said or "The trainer failed", tail))
         return Outcome(
             Phase.failed,
-            "ProcessLost",
+            Reason.process_lost,
             "The trainer process was gone when the API restarted; resubmit with the same "
             "custom_name to resume from its last checkpoint",
         )
     if code == exit_codes.CONFIG_ERROR:
-        return Outcome(Phase.failed, "ConfigError", _with_tail(said or "Invalid configuration or input", tail))
+        return Outcome(Phase.failed, Reason.trainer_config_error,
+                       _with_tail(said or "Invalid configuration or input", tail))
     if code == exit_codes.RETRY:
         return Outcome(
-            Phase.failed, "Preempted",
+            Phase.failed, Reason.preempted,
             "The trainer was stopped by a signal the API did not send (exit 75) after writing a "
             "checkpoint; resubmit with the same custom_name to resume",
         )
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        return Outcome(Phase.failed, "Killed", _with_tail(f"The trainer was killed by {name}", tail))
-    return Outcome(Phase.failed, "TrainerFailed", _with_tail(f"The trainer exited with code {code}", tail))
+        return Outcome(Phase.failed, Reason.killed, _with_tail(f"The trainer was killed by {name}", tail))
+    return Outcome(Phase.failed, Reason.trainer_failed, _with_tail(f"The trainer exited with code {code}", tail))
 
 
 def _with_tail(message: str, tail: str) -> str:
@@ -294,7 +296,7 @@ class LocalBackend(Backend):
                 )
         except OSError as exc:
             self.store.transition(
-                task_id, Phase.failed, "TrainerNotStarted", f"Could not start {argv[0]}: {exc}",
+                task_id, Phase.failed, Reason.trainer_not_started, f"Could not start {argv[0]}: {exc}",
                 only_from=Phase.pending,
             )
             return

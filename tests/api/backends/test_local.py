@@ -91,7 +91,7 @@ def _report(status: Phase, message: str | None = None) -> ProgressReport:
         (exit_codes.RETRY, True, None, Phase.cancelled, "Cancelled"),
         (-signal.SIGKILL, True, None, Phase.cancelled, "Cancelled"),
         (exit_codes.RETRY, False, None, Phase.failed, "Preempted"),
-        (exit_codes.CONFIG_ERROR, False, _report(Phase.failed, "no data for tenant1"), Phase.failed, "ConfigError"),
+        (exit_codes.CONFIG_ERROR, False, _report(Phase.failed, "no data for tenant1"), Phase.failed, "TrainerConfigError"),
         (exit_codes.FAILURE, False, None, Phase.failed, "TrainerFailed"),
         (-signal.SIGSEGV, False, None, Phase.failed, "Killed"),
         (None, False, _report(Phase.completed), Phase.completed, "Completed"),
@@ -105,9 +105,9 @@ def _report(status: Phase, message: str | None = None) -> ProgressReport:
 def test_classify_exit(code, cancel, report, phase, reason):
     outcome = classify_exit(code, cancel, report, ["line 1", "Traceback: boom"])
     assert (outcome.phase, outcome.reason) == (phase, reason)
-    if phase == Phase.failed and reason in ("TrainerFailed", "Killed", "ConfigError"):
+    if phase == Phase.failed and reason in ("TrainerFailed", "Killed", "TrainerConfigError"):
         assert "Traceback: boom" in outcome.message
-    if reason == "ConfigError":
+    if reason == "TrainerConfigError":
         assert "no data for tenant1" in outcome.message
     if reason == "Killed":
         assert "SIGSEGV" in outcome.message
@@ -227,7 +227,7 @@ async def test_cancel_pending_never_starts(backend):
 
 @pytest.mark.parametrize(
     ("tag", "reason", "text"),
-    [("fake-exit=1", "TrainerFailed", "exited with code 1"), ("fake-exit=3", "ConfigError", "")],
+    [("fake-exit=1", "TrainerFailed", "exited with code 1"), ("fake-exit=3", "TrainerConfigError", "")],
 )
 async def test_failed_exit_codes_keep_the_reason_and_log_tail(backend, tag, reason, text):
     await backend.submit("job-f", spec(epochs=1, tags=(tag,)))
