@@ -34,13 +34,14 @@ def _schema():
     return build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-def _strict(node):
+def _strict(node, name=None):
     """Close every object with properties, as the API server's strict field validation
-    (kubectl's default) reports unknown fields instead of pruning them."""
+    (kubectl's default) reports unknown fields instead of pruning them (metadata aside)."""
     node = copy.deepcopy(node)
     if isinstance(node, dict):
-        node = {k: _strict(v) for k, v in node.items()}
-        if "properties" in node and node.get("description") != "Standard object metadata.":
+        node = {k: (_strict(v, k) if k != "properties" else {p: _strict(c, p) for p, c in v.items()})
+                for k, v in node.items()}
+        if "properties" in node and name != "metadata":
             node["additionalProperties"] = False
     elif isinstance(node, list):
         node = [_strict(v) for v in node]
@@ -213,3 +214,24 @@ def test_batch_must_hold_two_players_in_cel():
                if "oldSelf" not in r["rule"]]
     assert _evaluate(rule["rule"], {"batch_size": 8, "images_per_player": 4})
     assert not _evaluate(rule["rule"], {"batch_size": 8, "images_per_player": 8})
+
+
+@pytest.mark.parametrize(("kwargs", "holds"), [
+    ({}, True),  # the CRD's own default: the API server evaluates the rule on it at CRD creation
+    ({"batch_size": 8}, True),  # images_per_player absent: its default (4) counts
+    ({"batch_size": 6}, False),
+    ({"images_per_player": 40}, False),  # batch_size absent: its default (64) counts
+    ({"batch_size": 8, "images_per_player": 8}, False),
+    ({"batch_size": 16, "images_per_player": 8}, True),
+])
+def test_batch_rule_is_safe_on_defaults_and_absent_fields(kwargs, holds):
+    (rule,) = [r for r in _spec_rules()[1]["properties"]["training_kwargs"]["x-kubernetes-validations"]
+               if "oldSelf" not in r["rule"]]
+    assert _evaluate(rule["rule"], kwargs) is holds
+
+
+def test_generated_crd_passes_the_api_servers_crd_checks():
+    from tests.support.crd_admission import check
+
+    assert check(build_crd()) == []
+    assert _schema()["properties"]["metadata"] == {"type": "object"}  # nothing else is allowed there

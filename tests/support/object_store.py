@@ -21,7 +21,7 @@ from typing import Any
 
 import kmock
 
-from tests.support import cel_rules, patching, selectors
+from tests.support import cel_rules, crd_admission, patching, selectors
 from tests.support.api_errors import ApiError, bad_request, conflict, details_for, invalid, not_found
 from tests.support.crd_schema import Cause
 from tests.support.kinds import Kind, builtin_kinds, kinds_from_crd
@@ -71,11 +71,19 @@ class ObjectStore:
         self.kinds[kind.key] = kind
 
     def add_crd(self, crd: dict[str, Any]) -> list[Kind]:
-        """Serve a CRD's kinds and store the CRD object itself (kopf's scanning sees it)."""
+        """Serve a CRD's kinds and store the CRD object itself (kopf's scanning sees it).
+
+        Refused (422, as the API server refuses it) when the CRD breaks the apiextensions
+        checks of ``tests.support.crd_admission``: the emulator serves only CRDs a real API
+        server would accept.
+        """
+        crd_kind = self.kind("apiextensions.k8s.io/v1/customresourcedefinitions")
+        causes = crd_admission.check(crd)
+        if causes:
+            raise invalid(crd_kind, crd.get("metadata", {}).get("name", ""), causes)
         kinds = kinds_from_crd(crd)
         for kind in kinds:
             self.register(kind)
-        crd_kind = self.kind("apiextensions.k8s.io/v1/customresourcedefinitions")
         body = copy.deepcopy(crd)
         body["status"] = {"conditions": [{"type": "Established", "status": "True"}],
                           "acceptedNames": crd["spec"]["names"], "storedVersions":
