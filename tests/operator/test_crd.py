@@ -235,3 +235,22 @@ def test_generated_crd_passes_the_api_servers_crd_checks():
 
     assert check(build_crd()) == []
     assert _schema()["properties"]["metadata"] == {"type": "object"}  # nothing else is allowed there
+
+
+def test_printer_columns_read_at_a_glance():
+    """kubectl prints a number column's stored float as is (Go's %v: the shortest round trip,
+    which is Python's repr): the status must hold readable numbers (issue 10: LOSS printed
+    0.5082808136940002)."""
+    from laxai_operator.resource import TrainingJobStatus
+
+    status = TrainingJobStatus.model_validate({
+        "phase": "running", "progress": {"current_epoch": 3, "total_epochs": 50, "current_loss": 0.5082808136940002},
+        "metrics": {"mAP": 0.73456789012}}).model_dump(mode="json", exclude_none=True)
+    obj = {"spec": {"tenant_id": "t1"}, "status": status, "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}
+    cells = {}
+    for column in build_crd()["spec"]["versions"][0]["additionalPrinterColumns"]:
+        value = obj
+        for key in column["jsonPath"].lstrip(".").split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        cells[column["name"]] = repr(value) if column["type"] == "number" else value
+    assert (cells["Loss"], cells["mAP"]) == ("0.5083", "0.7346")
