@@ -35,7 +35,13 @@ UNBOUNDED = 3 * 1024 * 1024
 
 _PASS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary",
          "member", "primary", "paren_expr"}
-_STRING_METHODS = {"startsWith", "endsWith", "contains", "matches"}
+#: Methods charged as a walk over the target for each unit of their arguments (an upper bound
+#: of cel-go's linear and product costs for these).
+_LINEAR_METHODS = {"startsWith", "endsWith", "contains", "matches", "lowerAscii", "upperAscii", "trim",
+                   "replace", "split", "join", "indexOf", "lastIndexOf", "substring", "charAt", "isSorted",
+                   "sum", "min", "max"}
+#: Optional values (optionalOldSelf): constant cost, the value keeps its schema.
+_OPTIONAL_METHODS = {"hasValue", "value", "orValue"}
 _MACROS = {"all", "exists", "exists_one", "filter", "map"}
 _CONVERSIONS = {"int", "uint", "double", "string", "bool", "bytes", "duration", "timestamp", "type", "dyn"}
 
@@ -174,8 +180,11 @@ class _Estimator:
             return self._macro(base, method, args)
         values = [self.run(a) for a in args]
         cost = base.cost + sum(v.cost for v in values) + 1
-        if method in _STRING_METHODS:
-            return _Val(cost + base.size * (1 + sum(v.size for v in values)), 1)
+        if method in _LINEAR_METHODS:
+            return _Val(cost + base.size * (1 + sum(v.size for v in values)), base.size + sum(v.size for v in values))
+        if method in _OPTIONAL_METHODS:
+            size = max([base.size] + [v.size for v in values])
+            return _Val(cost, size, base.node if method != "hasValue" else None)
         if method == "size":
             return _Val(cost, 1)
         raise RuleError(f"the emulator cannot bound the cost of .{method}()")

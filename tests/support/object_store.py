@@ -31,6 +31,7 @@ from tests.support.watching import Watcher
 Obj = dict[str, Any]
 ObjKey = tuple[kmock.resource, str | None, str]
 
+_CRD_KEY = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffix
 # kinds whose DELETE orphans dependents unless told otherwise (legacy API defaults)
 _ORPHAN_BY_DEFAULT = {("batch", "v1", "jobs"), ("apps", "v1", "replicasets"), ("", "v1", "replicationcontrollers")}
@@ -197,6 +198,10 @@ class ObjectStore:
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
+        if kind.key == _CRD_KEY and not privileged:  # a real API server refuses what it cannot serve
+            causes = crd_admission.check(obj)
+            if causes:
+                raise invalid(kind, meta.get("name", ""), causes)
         for field_name, expected in (("apiVersion", kind.api_version), ("kind", kind.kind)):
             if obj.get(field_name) not in (None, expected):
                 raise bad_request(f"the {field_name} of the object ({obj[field_name]!r}) does not match the "

@@ -239,3 +239,19 @@ def test_the_emulator_refuses_to_serve_a_crd_the_api_server_refuses():
     assert refused.value.code == 422 and REAL_METADATA_ERROR in refused.value.message
     emulator = KubeEmulator(crds=[project_crd()])  # the generated one is served
     assert emulator.store.kind("tj").kind == "TrainingJob"
+
+
+def test_creating_a_refused_crd_over_http_is_422(kube_api_client):
+    import json
+
+    import kubernetes
+    from kubernetes.client.exceptions import ApiException
+
+    api = kubernetes.client.ApiextensionsV1Api(kube_api_client)
+    old = crd_with({"n": {"type": "integer", "default": 1, "x-kubernetes-validations": [{"rule": "self > 1"}]}})
+    with pytest.raises(ApiException) as refused:
+        api.create_custom_resource_definition(old)
+    body = json.loads(refused.value.body)
+    assert refused.value.status == 422 and body["reason"] == "Invalid"
+    assert body["details"]["causes"][0]["field"] == f"{BASE}.properties[spec].properties[n].default"
+    assert "failed rule: self > 1" in body["message"]
