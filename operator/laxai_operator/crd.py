@@ -11,6 +11,7 @@ columns, the status subresource and CEL rules guarding immutable fields.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -134,7 +135,7 @@ def _field_or_default(model: type[BaseModel], name: str) -> str:
     fails the CRD with ``no such key: batch_size``. On stored objects defaulting has filled the
     field, so the fallback only ever applies to the CRD's own defaults, where it is exact.
     """
-    return f"(has(self.{name}) ? self.{name} : {model.model_fields[name].default!r})"
+    return f"(has(self.{name}) ? self.{name} : {json.dumps(model.model_fields[name].default)})"
 
 
 def cross_field_rules() -> dict[str, list[dict[str, str]]]:

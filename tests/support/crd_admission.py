@@ -28,6 +28,7 @@ are refused outright.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import celpy
@@ -35,6 +36,7 @@ import celpy
 from tests.support import cel_cost, cel_rules
 from tests.support.crd_schema import Cause, CrdSchema, prune
 
+_DNS1035 = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _TYPES = {"string", "number", "integer", "boolean", "array", "object"}
 _UNSUPPORTED = {"id": "id is not supported", "$ref": "$ref is not supported",
                 "additionalItems": "additionalItems is not supported",
@@ -225,6 +227,8 @@ def openapi(node: dict[str, Any], path: str, costs: _Costs, *, cardinality: int 
         causes.append(invalid(f"{path}.x-kubernetes-preserve-unknown-fields", False, "must be true or undefined"))
     if root and node.get("nullable"):
         causes.append(forbidden(f"{path}.nullable", "nullable cannot be true at the root"))
+    if "pattern" in node:
+        causes += _pattern(node["pattern"], f"{path}.pattern")
     causes += _extensions(node, path)
     causes += _rules(node, path, costs, cardinality, uncorrelatable)
     for child_kind, child, child_path in _children(node, path):
@@ -240,6 +244,22 @@ def openapi(node: dict[str, Any], path: str, costs: _Costs, *, cardinality: int 
             child_uncorrelatable = uncorrelatable or (path if atomic else None)
         causes += openapi(child, child_path, costs, cardinality=child_cardinality, uncorrelatable=child_uncorrelatable)
     return causes
+
+
+#: Perl/Python syntax Go's RE2 (the API server's regexp) does not have: lookaround, backreferences.
+_NOT_RE2 = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+
+
+def _pattern(pattern: str, path: str) -> list[Cause]:
+    """A pattern must compile as Go's regexp (RE2) compiles it (schema/validation.go)."""
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        return [invalid(path, pattern, f"must be a valid regular expression, but isn't: {err}")]
+    if _NOT_RE2.search(pattern):
+        return [invalid(path, pattern, "must be a valid regular expression, but isn't: RE2 has no lookaround "
+                                       "or backreferences")]
+    return []
 
 
 def _extensions(node: dict[str, Any], path: str) -> list[Cause]:
@@ -381,6 +401,22 @@ def check_schema(schema: dict[str, Any], path: str, *, status_subresource: bool 
     return causes + _total_cost(costs, path)
 
 
+def names(crd: dict[str, Any]) -> list[Cause]:
+    """metadata.name is <plural>.<group>; short names and categories are DNS-1035 labels."""
+    spec, causes = crd.get("spec", {}), []
+    plural, group = spec.get("names", {}).get("plural", ""), spec.get("group", "")
+    if crd.get("metadata", {}).get("name") != f"{plural}.{group}":
+        causes.append(invalid("metadata.name", crd.get("metadata", {}).get("name", ""),
+                              'must be spec.names.plural+"."+spec.group'))
+    for key in ("shortNames", "categories"):
+        for i, label in enumerate(spec.get("names", {}).get(key) or []):
+            if not _DNS1035.fullmatch(label):
+                causes.append(invalid(f"spec.names.{key}[{i}]", label, "a DNS-1035 label must consist of lower case "
+                                      "alphanumeric characters or '-', start with an alphabetic character, and end "
+                                      "with an alphanumeric character"))
+    return causes
+
+
 def check(crd: dict[str, Any]) -> list[Cause]:
     """Every cause the API server would report for this CustomResourceDefinition ([] = accepted)."""
     versions = crd.get("spec", {}).get("versions") or []
@@ -388,7 +424,7 @@ def check(crd: dict[str, Any]) -> list[Cause]:
     columns = [v.get("additionalPrinterColumns") or [] for v in versions]
     shared_schema = len(versions) > 0 and all(s == schemas[0] for s in schemas)
     shared_columns = len(versions) > 0 and all(c == columns[0] for c in columns)
-    causes: list[Cause] = []
+    causes: list[Cause] = names(crd)
     for i, version in enumerate(versions):
         schema = schemas[i]
         status = "status" in (version.get("subresources") or {})

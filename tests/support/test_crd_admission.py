@@ -255,3 +255,15 @@ def test_creating_a_refused_crd_over_http_is_422(kube_api_client):
     assert refused.value.status == 422 and body["reason"] == "Invalid"
     assert body["details"]["causes"][0]["field"] == f"{BASE}.properties[spec].properties[n].default"
     assert "failed rule: self > 1" in body["message"]
+
+
+def test_patterns_must_be_re2_and_names_must_match():
+    crd = crd_with({"a": {"type": "string", "maxLength": 9, "pattern": "^(?!x)[a-z]+$"},
+                    "b": {"type": "string", "pattern": "("}})
+    crd["metadata"]["name"] = "thing.example.com"
+    crd["spec"]["names"]["shortNames"] = ["T"]
+    problems = texts(crd)
+    assert 'metadata.name: Invalid value: "thing.example.com": must be spec.names.plural+"."+spec.group' in problems
+    assert any(p.startswith("spec.names.shortNames[0]: Invalid value") for p in problems)
+    assert any(p.startswith(f"{BASE}.properties[spec].properties[a].pattern: Invalid value") for p in problems)
+    assert any(p.startswith(f"{BASE}.properties[spec].properties[b].pattern: Invalid value") for p in problems)
