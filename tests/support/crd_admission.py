@@ -343,6 +343,19 @@ def _rules(node: dict[str, Any], path: str, costs: _Costs, cardinality: int, unc
             causes.append(forbidden(f"{where}.rule", f"estimated rule cost exceeds budget by factor of {factor} (try "
                                     "simplifying the rule, or adding maxItems, maxProperties, and maxLength where "
                                     "arrays, maps, and strings are declared)"))
+        if rule.get("messageExpression"):  # compiled and costed like the rule (its own budget)
+            try:
+                message_cost = cel_cost.rule_cost(str(rule["messageExpression"]), node) * cardinality
+            except (celpy.CELParseError, cel_cost.RuleError) as err:
+                causes.append(invalid(f"{where}.messageExpression", rule, f"compilation failed: ERROR: <input>: {err}"))
+            else:
+                costs.total += message_cost
+                if message_cost > cel_cost.STATIC_ESTIMATED_COST_LIMIT:
+                    factor = cel_cost.cost_factor(message_cost, cel_cost.STATIC_ESTIMATED_COST_LIMIT)
+                    causes.append(forbidden(f"{where}.messageExpression", "estimated messageExpression cost exceeds "
+                                            f"budget by factor of {factor} (try simplifying the rule, or adding "
+                                            "maxItems, maxProperties, and maxLength where arrays, maps, and strings "
+                                            "are declared)"))
         if "oldSelf" in text and uncorrelatable is not None:
             causes.append(invalid(f"{where}.rule", text, "oldSelf cannot be used on the uncorrelatable portion of "
                                   f"the schema within {uncorrelatable}"))

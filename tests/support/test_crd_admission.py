@@ -267,3 +267,12 @@ def test_patterns_must_be_re2_and_names_must_match():
     assert any(p.startswith("spec.names.shortNames[0]: Invalid value") for p in problems)
     assert any(p.startswith(f"{BASE}.properties[spec].properties[a].pattern: Invalid value") for p in problems)
     assert any(p.startswith(f"{BASE}.properties[spec].properties[b].pattern: Invalid value") for p in problems)
+
+
+def test_message_expressions_are_compiled_and_costed():
+    crd = crd_with({"o": {"type": "object", "properties": {"a": {"type": "integer"}}, "x-kubernetes-validations": [
+        {"rule": "self.a > 0", "messageExpression": "self.nope"}]}})
+    assert any("messageExpression: Invalid value" in t and "undefined field 'nope'" in t for t in texts(crd))
+    ok = crd_with({"o": {"type": "object", "properties": {"a": {"type": "integer"}}, "x-kubernetes-validations": [
+        {"rule": "self.a > 0", "messageExpression": "string(self.a) + ' is not positive'"}]}})
+    assert check(ok) == []
