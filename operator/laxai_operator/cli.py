@@ -10,6 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from laxai_operator.crd import render_crd
+from laxai_operator.identity import peering_identity
 from laxai_operator.leader import LeaderGate, StandbyHealth, own_namespace
 from laxai_operator.settings import OperatorSettings
 from laxai_trainer.settings import env_help
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         # Lost the Lease: stop at once, mid-handler or not; the pod restarts as a standby.
         gate.keep(on_lost=lambda: os._exit(LEADERSHIP_LOST))
     try:
-        kopf.run(**kopf_options(settings))
+        kopf.run(identity=peering_identity(), **kopf_options(settings))
     finally:
         if gate is not None:
             gate.release()

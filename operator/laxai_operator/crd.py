@@ -11,12 +11,14 @@ columns, the status subresource and CEL rules guarding immutable fields.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from laxai_operator import resource as r
+from laxai_trainer.config import TrainingKwargs
 
 _DROP_KEYS = {"title", "examples"}
 
@@ -125,15 +127,29 @@ def _immutability_rules(spec: dict[str, Any]) -> list[dict[str, str]]:
     return rules
 
 
-#: Cross-field rules the models enforce in validators, mirrored in CEL for kubectl users.
-CROSS_FIELD_RULES = {
-    "training_kwargs": [
-        {
-            "rule": "self.batch_size >= 2 * self.images_per_player",
-            "message": "batch_size must be at least 2 x images_per_player: a batch needs two players",
-        }
-    ],
-}
+def _field_or_default(model: type[BaseModel], name: str) -> str:
+    """CEL for a field that may be absent: its value, else the model's default.
+
+    The API server evaluates every rule against every ``default`` in the schema as written when
+    the CRD is created (``training_kwargs`` defaults to ``{}``): a bare ``self.batch_size`` there
+    fails the CRD with ``no such key: batch_size``. On stored objects defaulting has filled the
+    field, so the fallback only ever applies to the CRD's own defaults, where it is exact.
+    """
+    return f"(has(self.{name}) ? self.{name} : {json.dumps(model.model_fields[name].default)})"
+
+
+def cross_field_rules() -> dict[str, list[dict[str, str]]]:
+    """Rules the models enforce in validators, mirrored in CEL for kubectl users."""
+    kwargs = TrainingKwargs
+    return {
+        "training_kwargs": [
+            {
+                "rule": f"{_field_or_default(kwargs, 'batch_size')} >= "
+                        f"2 * {_field_or_default(kwargs, 'images_per_player')}",
+                "message": "batch_size must be at least 2 x images_per_player: a batch needs two players",
+            }
+        ],
+    }
 
 
 #: A terminal phase is final for every writer (the operator's writes are also conditional on the
@@ -165,7 +181,7 @@ def build_crd() -> dict[str, Any]:
         "What to train (the seed API's training request) and how to run it.",
     )
     spec["x-kubernetes-validations"] = _immutability_rules(spec)
-    for name, rules in CROSS_FIELD_RULES.items():
+    for name, rules in cross_field_rules().items():
         spec["properties"][name].setdefault("x-kubernetes-validations", []).extend(rules)
     status = openapi_schema(
         r.TrainingJobStatus, "Observed state, written by the operator and the trainer."
@@ -178,7 +194,9 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # Only `type: object` (and name/generateName restrictions) is allowed here: the API
+            # server refuses anything else, a description included (structural schema rules).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

@@ -9,7 +9,7 @@ resources through them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -30,6 +30,10 @@ CATEGORIES = ["laxai", "ml"]
 #: Kubernetes resource quantity (the API server's own pattern).
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTPE]*[-+]?[0-9]*)$"
 LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+#: A label value (at most 63 characters): also bounds the CEL cost of rules over nodeSelector.
+LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class K8sModel(StrictModel):
@@ -83,7 +87,7 @@ class RunSpec(K8sModel):
             "limit (or the operator's default when no memory is set)."
         ),
     )
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[str, LabelValue] = Field(
         default_factory=dict, alias="nodeSelector", max_length=32,
         description="Node labels the trainer pod must match; merged over the operator's default.",
     )

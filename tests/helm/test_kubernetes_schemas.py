@@ -40,3 +40,22 @@ def test_a_broken_object_is_caught():
            "spec": {"replicas": "one", "selector": {}, "template": {"spec": {"containers": []}}}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, VERSIONS[0], strict=True)
+
+
+#: The Kubernetes versions the project supports (README: "Supported Kubernetes versions").
+SUPPORTED = ["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
+
+
+@pytest.mark.parametrize("version", [*SUPPORTED, latest_version()])
+def test_the_crd_is_a_valid_customresourcedefinition(version):
+    """The CRD object itself, strictly (an unknown schema keyword is an error), for each supported
+    version; what the API server checks beyond the OpenAPI schema is tests/support/test_crd_admission."""
+    from tests.support.kinds import TRAININGJOB_CRD, load_crds
+
+    (crd,) = load_crds([TRAININGJOB_CRD])
+    kubernetes_validate.validate(crd, version, strict=True)
+    broken = load_crds([TRAININGJOB_CRD])[0]
+    status = broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    status["properties"]["metrics"]["properties"]["mAP"]["ge"] = 0  # what pydantic leaked once
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)

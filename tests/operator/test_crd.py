@@ -34,13 +34,14 @@ def _schema():
     return build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-def _strict(node):
+def _strict(node, name=None):
     """Close every object with properties, as the API server's strict field validation
-    (kubectl's default) reports unknown fields instead of pruning them."""
+    (kubectl's default) reports unknown fields instead of pruning them (metadata aside)."""
     node = copy.deepcopy(node)
     if isinstance(node, dict):
-        node = {k: _strict(v) for k, v in node.items()}
-        if "properties" in node and node.get("description") != "Standard object metadata.":
+        node = {k: (_strict(v, k) if k != "properties" else {p: _strict(c, p) for p, c in v.items()})
+                for k, v in node.items()}
+        if "properties" in node and name != "metadata":
             node["additionalProperties"] = False
     elif isinstance(node, list):
         node = [_strict(v) for v in node]
@@ -232,3 +233,43 @@ def test_a_terminal_phase_is_final_for_every_writer(kube_emulator, terminal):
         assert err.value.code == 422 and "a terminal phase (completed, failed, cancelled) is final" in str(
             err.value.status())
     assert emu.get(tjs, "default", "run-1")["status"]["phase"] == terminal
+
+
+@pytest.mark.parametrize(("kwargs", "holds"), [
+    ({}, True),  # the CRD's own default: the API server evaluates the rule on it at CRD creation
+    ({"batch_size": 8}, True),  # images_per_player absent: its default (4) counts
+    ({"batch_size": 6}, False),
+    ({"images_per_player": 40}, False),  # batch_size absent: its default (64) counts
+    ({"batch_size": 8, "images_per_player": 8}, False),
+    ({"batch_size": 16, "images_per_player": 8}, True),
+])
+def test_batch_rule_is_safe_on_defaults_and_absent_fields(kwargs, holds):
+    (rule,) = [r for r in _spec_rules()[1]["properties"]["training_kwargs"]["x-kubernetes-validations"]
+               if "oldSelf" not in r["rule"]]
+    assert _evaluate(rule["rule"], kwargs) is holds
+
+
+def test_generated_crd_passes_the_api_servers_crd_checks():
+    from tests.support.crd_admission import check
+
+    assert check(build_crd()) == []
+    assert _schema()["properties"]["metadata"] == {"type": "object"}  # nothing else is allowed there
+
+
+def test_printer_columns_read_at_a_glance():
+    """kubectl prints a number column's stored float as is (Go's %v: the shortest round trip,
+    which is Python's repr): the status must hold readable numbers (issue 10: LOSS printed
+    0.5082808136940002)."""
+    from laxai_operator.resource import TrainingJobStatus
+
+    status = TrainingJobStatus.model_validate({
+        "phase": "running", "progress": {"current_epoch": 3, "total_epochs": 50, "current_loss": 0.5082808136940002},
+        "metrics": {"mAP": 0.73456789012}}).model_dump(mode="json", exclude_none=True)
+    obj = {"spec": {"tenant_id": "t1"}, "status": status, "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}
+    cells = {}
+    for column in build_crd()["spec"]["versions"][0]["additionalPrinterColumns"]:
+        value = obj
+        for key in column["jsonPath"].lstrip(".").split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        cells[column["name"]] = repr(value) if column["type"] == "number" else value
+    assert (cells["Loss"], cells["mAP"]) == ("0.5083", "0.7346")

@@ -33,7 +33,8 @@ faults), but serves every Kubernetes request with its own semantics:
   ADDED/DELETED when an object starts/stops matching;
 - CRDs (``crds/trainingjob.yaml``): the API server's pruning of undeclared fields and
   nulls (a ``Warning`` header, or 422 with ``fieldValidation=Strict``), ``default``s, and
-  openAPIV3Schema validation → 422 Invalid naming each field;
+  openAPIV3Schema validation → 422 Invalid naming each field; a CRD itself is served (or
+  created) only if it passes kube-apiserver's CRD checks (``crd_admission``), else 422;
 - pods/log from ``set_pod_log`` (``tailLines``); ``dryRun=All``;
 - fault injection: ``inject_failure(method, path_regex, status, times)`` (or kmock's DSL);
 - opt-in (``access=tests.support.access.AccessControl()``): bearer-token authentication, RBAC

@@ -21,7 +21,7 @@ from typing import Any
 
 import kmock
 
-from tests.support import cel_rules, patching, selectors
+from tests.support import cel_rules, crd_admission, patching, selectors
 from tests.support.api_errors import ApiError, bad_request, conflict, details_for, invalid, not_found
 from tests.support.crd_schema import Cause
 from tests.support.kinds import Kind, builtin_kinds, kinds_from_crd
@@ -31,6 +31,7 @@ from tests.support.watching import Watcher
 Obj = dict[str, Any]
 ObjKey = tuple[kmock.resource, str | None, str]
 
+_CRD_KEY = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffix
 # kinds whose DELETE orphans dependents unless told otherwise (legacy API defaults)
 _ORPHAN_BY_DEFAULT = {("batch", "v1", "jobs"), ("apps", "v1", "replicasets"), ("", "v1", "replicationcontrollers")}
@@ -74,11 +75,19 @@ class ObjectStore:
         self.kinds[kind.key] = kind
 
     def add_crd(self, crd: dict[str, Any]) -> list[Kind]:
-        """Serve a CRD's kinds and store the CRD object itself (kopf's scanning sees it)."""
+        """Serve a CRD's kinds and store the CRD object itself (kopf's scanning sees it).
+
+        Refused (422, as the API server refuses it) when the CRD breaks the apiextensions
+        checks of ``tests.support.crd_admission``: the emulator serves only CRDs a real API
+        server would accept.
+        """
+        crd_kind = self.kind("apiextensions.k8s.io/v1/customresourcedefinitions")
+        causes = crd_admission.check(crd)
+        if causes:
+            raise invalid(crd_kind, crd.get("metadata", {}).get("name", ""), causes)
         kinds = kinds_from_crd(crd)
         for kind in kinds:
             self.register(kind)
-        crd_kind = self.kind("apiextensions.k8s.io/v1/customresourcedefinitions")
         body = copy.deepcopy(crd)
         body["status"] = {"conditions": [{"type": "Established", "status": "True"}],
                           "acceptedNames": crd["spec"]["names"], "storedVersions":
@@ -194,6 +203,10 @@ class ObjectStore:
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
+        if kind.key == _CRD_KEY and not privileged:  # a real API server refuses what it cannot serve
+            causes = crd_admission.check(obj)
+            if causes:
+                raise invalid(kind, meta.get("name", ""), causes)
         for field_name, expected in (("apiVersion", kind.api_version), ("kind", kind.kind)):
             if obj.get(field_name) not in (None, expected):
                 raise bad_request(f"the {field_name} of the object ({obj[field_name]!r}) does not match the "

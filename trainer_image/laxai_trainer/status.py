@@ -6,9 +6,11 @@ responses embed these same models, so what the trainer writes is what users read
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Phase(StrEnum):
@@ -31,6 +33,28 @@ TERMINAL_PHASES = frozenset({Phase.completed, Phase.failed, Phase.cancelled})
 LOG_TAIL = 20
 
 
+#: Significant digits kept of a reported loss or metric.
+REPORTED_DIGITS = 4
+
+
+def significant(value: float | None, digits: int = REPORTED_DIGITS) -> float | None:
+    """``value`` rounded to ``digits`` significant digits (0.5082808136940002 -> 0.5083).
+
+    Losses and metrics are rounded where they are reported, so `kubectl get tj` (whose number
+    columns print the stored float as is), the API and the CLI all read at a glance; full
+    precision stays in the run's metrics.json ``epochs``.
+    """
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+#: A float rounded to REPORTED_DIGITS significant digits on validation.
+Reported = Annotated[float, AfterValidator(significant)]
+#: A reported fraction in [0, 1] (recall, mAP).
+ReportedFraction = Annotated[float, Field(ge=0, le=1), AfterValidator(significant)]
+
+
 class StatusModel(BaseModel):
     """Status is written by our own code; unknown keys are still rejected."""
 
@@ -43,8 +67,8 @@ class Progress(StatusModel):
     status: Phase = Field(Phase.pending, description="Same as status.phase.")
     current_epoch: int | None = Field(None, ge=0, description="Last finished epoch (1-based).")
     total_epochs: int | None = Field(None, ge=0, description="Epochs planned (num_epochs).")
-    current_loss: float | None = Field(None, description="Training loss of the last epoch.")
-    best_loss: float | None = Field(None, description="Lowest validation loss so far.")
+    current_loss: Reported | None = Field(None, description="Training loss of the last epoch.")
+    best_loss: Reported | None = Field(None, description="Lowest validation loss so far.")
     message: str | None = Field(None, max_length=4096, description="What the trainer is doing.")
     datasets_found: int | None = Field(None, ge=0, description="Frame datasets found in storage.")
     datasets_processed: int | None = Field(
@@ -60,12 +84,12 @@ class Progress(StatusModel):
 class Metrics(StatusModel):
     """Validation metrics of the best epoch (retrieval: query excluded from its gallery)."""
 
-    rank1: float | None = Field(None, ge=0, le=1, description="Recall@1 (rank-1 accuracy).")
-    rank5: float | None = Field(None, ge=0, le=1, description="Recall@5.")
-    rank10: float | None = Field(None, ge=0, le=1, description="Recall@10.")
-    mAP: float | None = Field(None, ge=0, le=1, description="Mean average precision.")
-    train_loss: float | None = Field(None, description="Training loss of the last epoch.")
-    val_loss: float | None = Field(None, description="Validation loss of the best epoch.")
+    rank1: ReportedFraction | None = Field(None, description="Recall@1 (rank-1 accuracy).")
+    rank5: ReportedFraction | None = Field(None, description="Recall@5.")
+    rank10: ReportedFraction | None = Field(None, description="Recall@10.")
+    mAP: ReportedFraction | None = Field(None, description="Mean average precision.")
+    train_loss: Reported | None = Field(None, description="Training loss of the last epoch.")
+    val_loss: Reported | None = Field(None, description="Validation loss of the best epoch.")
     best_epoch: int | None = Field(None, ge=0, description="Epoch with the best validation mAP.")
     epochs_completed: int | None = Field(None, ge=0, description="Epochs trained.")
     model_uri: str | None = Field(None, description="Where the final model was written.")
