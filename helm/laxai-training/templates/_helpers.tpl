@@ -113,3 +113,8 @@ imagePullSecrets:
 
 {{/* Volumes and mounts shared by the API pod: /tmp (the root filesystem is read-only), storage, GCS key. */}}
 {{- define "laxai.gcsMountPath" -}}/var/run/secrets/laxai/gcs{{- end -}}
+
+{{/* An optional integer value as a quoted env value: "" for null (int avoids 1e+06 for big numbers). */}}
+{{- define "laxai.optionalInt" -}}
+{{- if kindIs "invalid" . -}}""{{- else -}}{{ int64 . | toString | quote }}{{- end -}}
+{{- end -}}
