@@ -16,18 +16,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from laxai_api.errors import Forbidden
-from laxai_operator.quantity import parse_quantity
+from laxai_api.errors import Forbidden, InvalidRequest
+from laxai_operator.quantity import QuantityError, parse_quantity
 from laxai_operator.resource import RunSpec, TrainingJobSpec
 
-#: Integer run fields a tenant may set up to a cap (python name -> TenantLimits attribute).
-INT_CAPS = {
-    "gpus": "gpus",
-    "backoff_limit": "backoff_limit",
-    "active_deadline_seconds": "active_deadline_seconds",
-    "startup_timeout_seconds": "startup_timeout_seconds",
-    "ttl_seconds_after_finished": "ttl_seconds_after_finished",
-}
+#: Integer run fields a tenant may set up to a cap (the TenantLimits attribute of the same name).
+INT_CAPS = ("gpus", "backoff_limit", "active_deadline_seconds", "startup_timeout_seconds",
+            "ttl_seconds_after_finished")
 #: Quantity run fields a tenant may set up to a cap; unset, the operator's default applies.
 QUANTITY_CAPS = {("resources", "cpu"): "cpu", ("resources", "memory"): "memory", ("shm_size",): "shm_size"}
 CAPPED_TOP_LEVEL = set(INT_CAPS) | {path[0] for path in QUANTITY_CAPS}
@@ -71,20 +66,33 @@ def violations(spec: TrainingJobSpec, limits: TenantLimits) -> list[Violation]:
     for name in sorted(spec.model_fields_set & set(RunSpec.model_fields)):
         value, default = getattr(spec, name), RunSpec.model_fields[name].get_default(call_default_factory=True)
         if name in INT_CAPS:
-            cap = getattr(limits, INT_CAPS[name])
+            cap = getattr(limits, name)
             if cap is not None and value is not None and value > cap:
                 found.append(Violation(wire_name(name), f"at most {cap} for a tenant API key", cap))
         elif name not in CAPPED_TOP_LEVEL and value != default:
             found.append(Violation(wire_name(name), "only an admin API key may set this field"))
     for path, attr in QUANTITY_CAPS.items():
         value, cap = _get(spec, path), getattr(limits, attr)
-        if value is not None and cap is not None and parse_quantity(value) > parse_quantity(cap):
-            field = ".".join(wire_name(p) if p in RunSpec.model_fields else p for p in path)
-            found.append(Violation(field, f"at most {cap} for a tenant API key", cap))
+        if value is not None and cap is not None and _quantity(value, path) > parse_quantity(cap):
+            found.append(Violation(_dotted(path), f"at most {cap} for a tenant API key", cap))
     for name in sorted(spec.resources.model_fields_set - {path[1] for path in QUANTITY_CAPS if len(path) == 2}):
         if getattr(spec.resources, name) is not None:  # a resource added later: closed until capped here
             found.append(Violation(f"resources.{name}", "only an admin API key may set this field"))
     return found
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(wire_name(p) if p in RunSpec.model_fields else p for p in path)
+
+
+def _quantity(value: str, path: tuple[str, ...]) -> Decimal:
+    # The CRD's pattern admits strings such as "1.2.3" that are no quantity: a 422, not a 500.
+    try:
+        return parse_quantity(value)
+    except QuantityError as exc:
+        field = _dotted(path)
+        raise InvalidRequest(f"Invalid request: {field}", {"errors": [
+            {"location": ["body", *field.split(".")], "field": field, "reason": str(exc), "type": "quantity"}]}) from None
 
 
 def _get(spec: TrainingJobSpec, path: tuple[str, ...]) -> Any:
@@ -97,13 +105,13 @@ def _get(spec: TrainingJobSpec, path: tuple[str, ...]) -> Any:
 def capped_defaults(spec: TrainingJobSpec, limits: TenantLimits, default_gpus: int | None) -> dict[str, Any]:
     """Values for the capped integer fields the tenant left out: the default, at most the cap."""
     filled: dict[str, Any] = {}
-    for name, attr in INT_CAPS.items():
-        if name in spec.model_fields_set:
-            continue
+    for name in INT_CAPS:
+        if getattr(spec, name) is not None and name in spec.model_fields_set:
+            continue  # set (and checked against the cap); an explicit null is as good as unset
         default = RunSpec.model_fields[name].get_default()
         if name == "gpus" and default_gpus is not None:
             default = default_gpus
-        cap = getattr(limits, attr)
+        cap = getattr(limits, name)
         if cap is not None:
             filled[name] = cap if default is None else min(default, cap)
     return filled

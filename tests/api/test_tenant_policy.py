@@ -104,8 +104,17 @@ async def test_tenant_key_within_caps_and_defaults_is_accepted(secured):
     assert spec["gpus"] == 1 and spec["resources"] == {"cpu": "8", "memory": "64Gi"} and "image" not in spec
 
 
-async def test_omitted_capped_fields_get_at_most_the_cap(secured):
-    response = await post(secured, {}, TENANT)
+async def test_a_quantity_the_crd_pattern_admits_but_is_none_is_422(secured):
+    response = await post(secured, {"resources": {"cpu": "1.2.3"}}, TENANT)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"
+    assert response.json()["details"]["errors"][0]["field"] == "resources.cpu"
+
+
+@pytest.mark.parametrize("body", [{}, {"activeDeadlineSeconds": None, "ttlSecondsAfterFinished": None}],
+                         ids=["omitted", "null"])
+async def test_omitted_capped_fields_get_at_most_the_cap(secured, body):
+    response = await post(secured, body, TENANT)
     assert response.status_code == 200, response.text
     spec = await recorded_spec(secured, response.json()["task_id"])
     assert (spec["gpus"], spec["backoffLimit"], spec["startupTimeoutSeconds"]) == (1, 3, 900)
