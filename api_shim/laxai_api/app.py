@@ -23,7 +23,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from laxai_api import errors
+from laxai_api import errors, tenant_policy
 from laxai_api.auth import KeyStore, Principal, authenticate
 from laxai_api.backends import make_backend
 from laxai_api.backends.base import Backend, JobRecord, ListQuery, valid_task_id
@@ -59,7 +59,8 @@ HEALTH_TIMEOUT_SECONDS = 5.0
 
 def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        401: "No or invalid API key", 403: "The API key may not act for this tenant",
+        401: "No or invalid API key",
+        403: "The API key may not act for this tenant, or set this run field (details.fields)",
         404: "Job not found", 409: "Conflict", 422: "Invalid request (each invalid field listed)",
         500: "Internal error", 503: "Backend unavailable",
     }
@@ -165,7 +166,10 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             "sees only that tenant's jobs (others are 404) and may not name another tenant (403).\n"
             "- The body may also carry TrainingJob run fields (gpus, resources, nodeSelector, "
             "tolerations, backoffLimit, activeDeadlineSeconds, …): the kubernetes backend puts them in "
-            "the TrainingJob spec; the local backend records them and runs the trainer on its own machine."
+            "the TrainingJob spec; the local backend records them and runs the trainer on its own machine.\n"
+            "- A tenant API key may set gpus, resources, shmSize, backoffLimit and the deadlines up to "
+            "the service's caps (LAXAI_TENANT_MAX_*), and no other run field: 403 `forbidden` with "
+            "`details.fields` naming each one. Admin keys (and no-auth local mode) set any field."
         ),
         lifespan=lifespan,
     )
@@ -184,12 +188,20 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             raise JobNotFound(task_id)
         return job
 
-    async def replay(task_id: str, request: TrainRequest) -> JobRecord | None:
+    tenant_limits = settings.tenant_limits()
+
+    def spec_for(request: TrainRequest, caller: Principal) -> TrainingJobSpec:
+        """Admins get the full spec; a tenant key only what tenant_policy allows (else 403)."""
+        if caller.admin:
+            return request.spec(settings.default_gpus)
+        return tenant_policy.admit(request.spec(), tenant_limits, settings.default_gpus)
+
+    async def replay(task_id: str, spec: TrainingJobSpec) -> JobRecord | None:
         try:
             job = await backend.get(task_id)
         except JobNotFound:
             return None
-        if spec_fingerprint(job.spec) != spec_fingerprint(request.spec(settings.default_gpus)):
+        if spec_fingerprint(job.spec) != spec_fingerprint(spec):
             raise Conflict(
                 "This Idempotency-Key was used with a different request body",
                 {"task_id": task_id, "error_type": "idempotency_key_reused"},
@@ -228,11 +240,11 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
         ] = None,
     ) -> TrainResponse:
         caller.require_tenant(request.tenant_id)
+        spec = spec_for(request, caller)
         task_id = task_id_for(request.tenant_id, idempotency_key)
-        if idempotency_key is not None and (job := await replay(task_id, request)) is not None:
+        if idempotency_key is not None and (job := await replay(task_id, spec)) is not None:
             response.headers["Idempotent-Replayed"] = "true"
             return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")
-        spec = request.spec(settings.default_gpus)
         if spec.custom_name and (other := await find_active_run(backend, spec.tenant_id, spec.custom_name)):
             raise Conflict(
                 f"Job '{other}' of this tenant is already writing to run '{spec.custom_name}'; "
@@ -242,7 +254,7 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
         try:
             job = await backend.submit(task_id, spec)
         except JobExists:
-            if idempotency_key is None or (job := await replay(task_id, request)) is None:
+            if idempotency_key is None or (job := await replay(task_id, spec)) is None:
                 raise
             response.headers["Idempotent-Replayed"] = "true"
             return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")

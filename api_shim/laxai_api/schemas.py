@@ -2,7 +2,8 @@
 
 The request is the TrainingJob spec: the seed's Training Request (``TrainingConfig``)
 plus the optional run fields a ``kubectl apply`` user writes (gpus, resources, …),
-so one body works for every way in. Nothing here copies a contract field.
+so one body works for every way in. Nothing here copies a contract field. Which run
+fields a tenant API key may set is :mod:`laxai_api.tenant_policy`'s decision, not the schema's.
 """
 
 from __future__ import annotations

@@ -283,6 +283,29 @@ def test_api_from_full_values(full):
     assert full.get("Service", API)["spec"]["ports"][0]["port"] == 8080
 
 
+TENANT_ENV = ("LAXAI_TENANT_MAX_GPUS", "LAXAI_TENANT_MAX_CPU", "LAXAI_TENANT_MAX_MEMORY", "LAXAI_TENANT_MAX_SHM_SIZE",
+              "LAXAI_TENANT_MAX_BACKOFF_LIMIT", "LAXAI_TENANT_MAX_ACTIVE_DEADLINE_SECONDS",
+              "LAXAI_TENANT_MAX_STARTUP_TIMEOUT_SECONDS", "LAXAI_TENANT_MAX_TTL_SECONDS_AFTER_FINISHED")
+
+
+def test_api_tenant_limits(default, full, helm_bin, monkeypatch):
+    tenant_env = [default.env(API, "api")[name] for name in TENANT_ENV]
+    assert tenant_env == ["1", "8", "64Gi", "32Gi", "3", "604800", "3600", ""]
+    # big numbers stay integers (not 2e+06), every value reaches its variable
+    assert [full.env(API, "api")[name] for name in TENANT_ENV] == [
+        "2", "16", "128Gi", "64Gi", "5", "2000000", "1800", "86400"]
+    uncapped = render(helm_bin, {"api": {"tenantLimits": {
+        "gpus": 0, "cpu": None, "memory": None, "shmSize": None, "backoffLimit": None,
+        "activeDeadlineSeconds": None, "startupTimeoutSeconds": None, "ttlSecondsAfterFinished": None}}})
+    env = uncapped.env(API, "api")
+    assert [env[name] for name in TENANT_ENV] == ["0"] + [""] * 7
+    settings = pytest.importorskip("laxai_api.settings")
+    for name in TENANT_ENV:
+        monkeypatch.setenv(name, env[name])
+    limits = settings.ApiSettings().tenant_limits()
+    assert limits.gpus == 0 and {v for k, v in vars(limits).items() if k != "gpus"} == {None}
+
+
 def test_ingress(full):
     ingress = full.get("Ingress", API)
     assert ingress["spec"]["ingressClassName"] == "nginx"

@@ -29,6 +29,12 @@ SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
     ({"watch": {"clusterWide": "yes"}}, "/watch/clusterWide"),
     ({"trainer": {"defaultShmSize": "big"}}, "/trainer/defaultShmSize"),
     ({"gpu": {"resourceName": "nvidia gpu"}}, "/gpu/resourceName"),
+    ({"api": {"tenantLimits": {"gpus": 17}}}, "/api/tenantLimits/gpus"),
+    ({"api": {"tenantLimits": {"gpus": None}}}, "missing property 'gpus'"),  # null deletes the key
+    ({"api": {"tenantLimits": {"memory": "lots"}}}, "/api/tenantLimits/memory"),
+    ({"api": {"tenantLimits": {"activeDeadlineSeconds": 0}}}, "/api/tenantLimits/activeDeadlineSeconds"),
+    ({"api": {"tenantLimits": {"backoffLimit": "3"}}}, "/api/tenantLimits/backoffLimit"),
+    ({"api": {"tenantLimits": {"image": "x"}}}, "additional properties 'image'"),
 ])
 def test_bad_values_are_rejected(helm_bin, values, where):
     with pytest.raises(HelmError) as err:

@@ -13,7 +13,8 @@ reader never sees half a checkpoint.
 ``last.pt`` holds: model, optimizer and scheduler state, the :class:`TrainState`
 (epoch, step within the epoch, margin, early-stopping state, per-epoch history, the
 partial epoch's running sums, wandb run id) and the RNG states (python, numpy, torch,
-CUDA). The sampler needs no state of its own: its order is a function of
+CUDA), all as tensors and plain data: checkpoints load with ``weights_only=True``
+(:mod:`laxai_trainer.safe_load`), as storage is writable by the tenant. The sampler needs no state of its own: its order is a function of
 (seed, epoch), and a mid-epoch resume skips the batches already done.
 """
 
@@ -29,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from laxai_trainer.safe_load import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,12 @@ class TrainState:
 
 
 def capture_rng() -> dict[str, Any]:
+    """The RNG states as tensors and plain data (so a checkpoint loads with weights_only=True)."""
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (int, tuple of ints, float | None)
+        "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -80,7 +86,11 @@ def capture_rng() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state((
+        numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+        numpy_state["has_gauss"], numpy_state["cached_gaussian"],
+    ))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -131,8 +141,7 @@ def load(storage: Any, path: str, tmp_dir: Path) -> dict[str, Any] | None:
         tmp = Path(fh.name)
     try:
         storage.download_file(path, tmp)
-        # RNG states hold numpy arrays and tuples: not loadable with weights_only.
-        return torch.load(tmp, map_location="cpu", weights_only=False)
+        return load_tensors(tmp, storage.uri(path))
     finally:
         tmp.unlink(missing_ok=True)
 

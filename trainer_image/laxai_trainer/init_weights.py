@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from laxai_trainer.config import ModelKwargs
 from laxai_trainer.errors import ConfigError
 from laxai_trainer.model import (
@@ -31,6 +29,7 @@ from laxai_trainer.model import (
     load_imagenet_state,
 )
 from laxai_trainer.run_layout import RunLayout, read_json, runs_prefix
+from laxai_trainer.safe_load import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,7 @@ def try_warm_start(model: ReIDNet, kwargs: ModelKwargs, storage: Any, tenant_id:
             )
             continue
         try:
-            state = torch.load(io.BytesIO(storage.read_bytes(layout.final_model)), map_location="cpu",
-                               weights_only=True)
+            state = load_tensors(io.BytesIO(storage.read_bytes(layout.final_model)), storage.uri(layout.final_model))
             model.load_state_dict(state)
         except Exception as exc:
             log.warning("not warm-starting from run %s: %s", run_name, exc)

@@ -40,6 +40,7 @@ from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
 from laxai_trainer.run_layout import RunLayout, read_json, write_json
+from laxai_trainer.safe_load import load_tensors
 from laxai_trainer.status import Metrics, Phase
 from laxai_trainer.train import Outcome, Trainer, seed_everything
 from laxai_trainer.wandb_run import WandbRun, artifact_name
@@ -255,8 +256,8 @@ class Job:
             if meta.get("best_epoch") == trainer.state.best_epoch and (meta.get("metrics") or {}).get(
                 "mAP"
             ) == trainer.state.best_map:
-                trainer.best_weights = torch.load(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
-                                                  map_location="cpu", weights_only=True)
+                trainer.best_weights = load_tensors(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
+                                                    self.storage.uri(self.layout.final_model))
                 return
         if trainer.state.best_epoch:
             log.warning("best-epoch weights of the resumed run not found: the final model will be the last epoch's")

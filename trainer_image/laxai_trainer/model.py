@@ -25,6 +25,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from laxai_trainer.config import ModelKwargs
 from laxai_trainer.data import INPUT_SIZE
+from laxai_trainer.safe_load import load_tensors
 
 __all__ = ["CBAM", "INPUT_SIZE", "ReIDNet", "build_model"]
 
@@ -167,7 +168,7 @@ def load_imagenet_state(allow_download: bool) -> dict[str, torch.Tensor] | None:
     """
     path = imagenet_cache_path()
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_tensors(path, str(path))
     if not allow_download:
         return None
     try:

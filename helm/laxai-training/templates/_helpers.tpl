@@ -141,3 +141,8 @@ imagePullSecrets:
 {{- end -}}
 {{- $all | toJson -}}
 {{- end -}}
+
+{{/* An optional integer value as a quoted env value: "" for null (int avoids 1e+06 for big numbers). */}}
+{{- define "laxai.optionalInt" -}}
+{{- if kindIs "invalid" . -}}""{{- else -}}{{ int64 . | toString | quote }}{{- end -}}
+{{- end -}}
