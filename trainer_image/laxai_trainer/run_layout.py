@@ -26,7 +26,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-
 ARCHIVE_DIR = "archive"
 
 
