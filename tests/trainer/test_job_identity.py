@@ -56,7 +56,8 @@ def runs(synth_root, tmp_path_factory):
     a = tiny(resume_from_checkpoint=False)
     out.a1 = run_once(root, work / "a1", a, "uid-a", stop_after_epoch=1)
     out.a1_meta = read_json(run / "run.json")
-    out.a2 = run_once(root, work / "a2", a, "uid-a")
+    # the retry through the CLI, as in the pod: LAXAI_JOB_ID is the same TrainingJob uid
+    out.a2 = run_cli(work / "a2", a, str(root), {"LAXAI_JOB_ID": "uid-a"})
     out.a2_meta = read_json(run / "run.json")
     out.a_checkpoint = ckpt.load(storage, f"tenant1/runs/{RUN}/checkpoints/last.pt", work / "tmp")
     out.a_metrics = read_json(run / "metrics.json")
@@ -81,9 +82,9 @@ def runs(synth_root, tmp_path_factory):
 
 def test_a_preempted_resume_false_job_resumes_its_own_checkpoint(runs):
     assert runs.a1.outcome == "preempted" and runs.a1_meta["attempt"] == 1
-    assert runs.a2.outcome == "completed"
+    assert runs.a2 == exit_codes.OK
     meta = runs.a2_meta
-    assert meta["job_id"] == "uid-a" and meta["attempt"] == 2 and meta["claim"] == "retry"
+    assert meta["job_id"] == "uid-a" and meta["attempt"] == 2 and meta["claim"] == "new"  # as its first attempt found it
     assert meta["init_source"]["kind"] == "checkpoint" and meta["resumed_at_epoch"] == 1
     assert [e["epoch"] for e in runs.a_metrics["epochs"]] == [1, 2]
     assert runs.a_checkpoint["writer"]["job_id"] == "uid-a" and runs.a_checkpoint["writer"]["attempt"] == 2

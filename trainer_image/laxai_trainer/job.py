@@ -238,9 +238,8 @@ class Job:
         }
         return train_loader, val_loader, summary
 
-    def find_claim(self) -> Claim:
+    def find_claim(self, previous: dict[str, Any] | None) -> Claim:
         """What this job does with the run folder (:mod:`laxai_trainer.run_claim`); reads only."""
-        previous = read_meta(self.storage, self.layout)
         has_outputs = previous is not None or bool(outputs(self.storage, self.layout))
         return claim(previous, self.options.job_id, self.config.resume_from_checkpoint, has_outputs)
 
@@ -248,11 +247,14 @@ class Job:
         """Claim the run folder before writing to it: archive an earlier run that is started over,
         refuse to continue one that has nothing left to train."""
         previous = read_meta(self.storage, self.layout)
-        found = self.find_claim()
+        found = self.find_claim(previous)
         name, tk = self.options.run_name, self.config.training_kwargs
+        self.meta.update(attempt=found.attempt, claim=found.kind, previous_job_id=found.previous_job)
         if found.kind == "retry":
             log.info("attempt %d of job %s: continuing from its own checkpoint (a job's retries always "
                      "resume, whatever resume_from_checkpoint says)", found.attempt, found.previous_job)
+            # what the job's first attempt found stays on record (attempt > 1 says it is a retry)
+            self.meta.update({k: previous[k] for k in ("archived_to", "previous_job_id", "claim") if k in previous})
         elif found.kind == "continue" and meta_nothing_left(previous, tk.num_epochs):
             raise ConfigError(nothing_left_message(name, int(previous.get("epochs_completed") or 0), tk.num_epochs))
         elif found.kind == "restart":
@@ -260,7 +262,6 @@ class Job:
             log.warning("resume_from_checkpoint is false: the earlier run's outputs were moved to %s; "
                         "starting over", self.storage.uri(target))
             self.meta["archived_to"] = self.storage.uri(target)
-        self.meta.update(attempt=found.attempt, claim=found.kind, previous_job_id=found.previous_job)
         self.claim = found
         return found
 
@@ -273,7 +274,7 @@ class Job:
     def start_model(self, trainer: Trainer) -> InitSource:
         """Resume from the run's checkpoint (a retry, or an earlier run continued), or initialise."""
         cfg = self.config
-        found = self.claim or self.find_claim()
+        found = self.claim or self.find_claim(read_meta(self.storage, self.layout))
         last = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
         if found.loads_checkpoint:
             payload = ckpt.load(self.storage, last, self.tmp_dir)

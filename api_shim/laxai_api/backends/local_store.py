@@ -94,8 +94,8 @@ class JobStore:
                 (task_id, spec.tenant_id, run_name, spec.model_dump_json(by_alias=True, exclude_unset=True),
                  Phase.pending.value, progress.model_dump_json(), json.dumps(history), created),
             )
-        except sqlite3.IntegrityError as exc:
-            if "jobs.task_id" in str(exc):
+        except sqlite3.IntegrityError:
+            if self.row(task_id) is not None:  # whichever unique index SQLite names, the id comes first
                 raise JobExists(task_id) from None
             other = self.active_job(spec.tenant_id, run_name)
             raise RunNameInUse(other or "?", spec.tenant_id, run_name) from None
