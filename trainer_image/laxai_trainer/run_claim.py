@@ -14,8 +14,7 @@ through ``LAXAI_JOB_ID``; a trainer started by hand has none and is a new job ev
   to ``archive/<its started_at>/`` (run.json last, so an interrupted archive resumes into the
   same folder), then training starts over.
 
-Torch-free: the API imports this module's neighbours, and this one is pure but for
-:func:`archive_run`.
+Torch-free and pure, but for :func:`outputs` and :func:`archive_run` (storage calls).
 """
 
 from __future__ import annotations
