@@ -4,6 +4,8 @@ Generates a synthetic dataset for tenant1, starts ``laxai-api --backend local`` 
 loopback, submits exactly ``examples/seed_request.json`` (the README's curl body; only
 ``num_epochs`` may be lowered with ``--epochs``), follows progress with a live bar,
 prints the final metrics and where the model and checkpoints are, and stops the API.
+Run again with the same home, the finished run is 409 ``run_already_finished``: the script
+then resubmits with ``resume_from_checkpoint: false`` (the earlier run is archived).
 Ctrl-C at any point stops the API and its trainer (their whole process group).
 
 Run it through ``./scripts/quickstart.sh``, which creates the virtual environment first.
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -130,10 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LAXAI_HOME": str(home), "LAXAI_STORAGE_ROOT": str(storage), "LAXAI_BACKEND": "local"}
 
-    previous = storage / "tenant1" / "runs" / json.loads(SEED_REQUEST.read_text())["custom_name"]
-    if previous.exists():  # same custom_name would resume the earlier run: start afresh instead
-        print(f"==> removing the previous quickstart run {previous}")
-        shutil.rmtree(previous)
     print(f"==> generating a synthetic dataset for tenant1 under {storage}")
     subprocess.run(
         ["laxai-train", "synth", "--out", str(storage), "--tenant", "tenant1",
@@ -153,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         print("==> POST /api/v1/train", json.dumps(body))
         submitted = True
         accepted = client.post("/api/v1/train", json=body)
+        if accepted.status_code == 409 and accepted.json()["details"].get("error_type") == "run_already_finished":
+            # An earlier quickstart trained this custom_name already: start it over, the documented way.
+            print(f"    {accepted.json()['message']}")
+            body["resume_from_checkpoint"] = False
+            print("==> POST /api/v1/train again with resume_from_checkpoint: false (the old run is archived)")
+            accepted = client.post("/api/v1/train", json=body)
         if accepted.status_code != 200:
             raise SystemExit(f"submit failed: {accepted.status_code} {accepted.text}")
         task_id = accepted.json()["task_id"]

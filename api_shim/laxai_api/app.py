@@ -7,7 +7,10 @@ Routes are thin: authorise, call the backend, shape the response. Rules:
   body is 409 ``idempotency_key_reused``.
 - ``custom_name`` names the run folder: a second pending/running job of the same tenant
   with the same custom_name is 409 ``run_name_in_use`` (two trainers would overwrite each
-  other's checkpoints); after the first finished, reusing it resumes from its checkpoint.
+  other's checkpoints; the local store's unique index and the operator enforce it too).
+  After the first finished, reusing it continues from its checkpoint
+  (``resume_from_checkpoint``), or is 409 ``run_already_finished`` when nothing is left to
+  train; ``resume_from_checkpoint: false`` starts over, the old outputs archived.
 - With auth on, another tenant's job is 404 (its existence is not revealed); naming
   another tenant in a body or filter is 403.
 """
@@ -27,8 +30,9 @@ from laxai_api import errors, tenant_policy
 from laxai_api.auth import KeyStore, Principal, authenticate
 from laxai_api.backends import make_backend
 from laxai_api.backends.base import Backend, JobRecord, ListQuery, valid_task_id
-from laxai_api.errors import ApiError, BackendUnavailable, Conflict, JobExists, JobNotFound
+from laxai_api.errors import ApiError, BackendUnavailable, Conflict, JobExists, JobNotFound, RunNameInUse
 from laxai_api.metrics import ApiMetrics, MetricsMiddleware
+from laxai_api.run_check import finished_run
 from laxai_api.schemas import (
     SEED_EXAMPLE,
     ErrorBody,
@@ -161,7 +165,12 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             "- `Idempotency-Key` header on POST: a retry with the same key (same tenant) returns the "
             "first job; with a different body it is 409.\n"
             "- `custom_name` names the run folder: while a job of the tenant with that name is pending "
-            "or running, another is 409 `run_name_in_use`; afterwards the name resumes from its checkpoint.\n"
+            "or running, another is 409 `run_name_in_use`. Afterwards a new job with the name continues "
+            "from its checkpoint (`resume_from_checkpoint`, default true; changed learning-rate and "
+            "scheduler settings apply), or is 409 `run_already_finished` when nothing is left to train "
+            "(raise `num_epochs`, choose another name, or send `resume_from_checkpoint: false` to start "
+            "over: the old outputs move to `runs/{name}/archive/<started_at>/`). A job's own retries "
+            "always resume.\n"
             "- With API keys on: send `X-API-Key` or `Authorization: Bearer`; a key bound to a tenant "
             "sees only that tenant's jobs (others are 404) and may not name another tenant (403).\n"
             "- The body may also carry TrainingJob run fields (gpus, resources, nodeSelector, "
@@ -245,12 +254,11 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
         if idempotency_key is not None and (job := await replay(task_id, spec)) is not None:
             response.headers["Idempotent-Replayed"] = "true"
             return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")
+        # Best effort here (a check-then-act); the local store and the operator enforce it.
         if spec.custom_name and (other := await find_active_run(backend, spec.tenant_id, spec.custom_name)):
-            raise Conflict(
-                f"Job '{other}' of this tenant is already writing to run '{spec.custom_name}'; "
-                "wait for it or choose another custom_name",
-                {"task_id": other, "custom_name": spec.custom_name, "error_type": "run_name_in_use"},
-            )
+            raise RunNameInUse(other, spec.tenant_id, spec.custom_name)
+        if (finished := await asyncio.to_thread(finished_run, settings.storage_root, spec)) is not None:
+            raise finished
         try:
             job = await backend.submit(task_id, spec)
         except JobExists:

@@ -69,6 +69,27 @@ class JobExists(Conflict):
         super().__init__(f"Training job '{task_id}' already exists", {"task_id": task_id})
 
 
+class RunNameInUse(Conflict):
+    """Another pending/running job of the tenant writes to this run name."""
+
+    def __init__(self, other: str, tenant_id: str, run_name: str):
+        super().__init__(
+            f"Job '{other}' of this tenant is already writing to run '{run_name}'; "
+            "wait for it or choose another custom_name",
+            {"task_id": other, "custom_name": run_name, "error_type": "run_name_in_use"},
+        )
+
+
+class RunAlreadyFinished(Conflict):
+    """Continuing this finished run (resume_from_checkpoint) would train nothing."""
+
+    def __init__(self, message: str, run_name: str, epochs_completed: int, num_epochs: int):
+        super().__init__(message, {
+            "custom_name": run_name, "epochs_completed": epochs_completed, "num_epochs": num_epochs,
+            "error_type": "run_already_finished",
+        })
+
+
 class JobFinished(Conflict):
     error = "job_finished"
 

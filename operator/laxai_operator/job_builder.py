@@ -6,8 +6,10 @@ Choices worth knowing:
 - ``podFailurePolicy`` encodes the trainer's exit-code contract (``laxai_trainer.exit_codes``):
   a disruption (preemption, eviction, node drain: the pod gets the DisruptionTarget condition)
   is ignored, i.e. retried without using up ``backoffLimit``; exit 3 (config error) fails the
-  Job at once; exits 1 and 75 are counted retries. Every retry uses the same run name, so with
-  ``resume_from_checkpoint`` (default true) it resumes from the last checkpoint.
+  Job at once; exits 1 and 75 are counted retries. Every retry uses the same run name and
+  ``LAXAI_JOB_ID`` (the TrainingJob's uid), so it resumes from the job's own last checkpoint
+  whatever ``resume_from_checkpoint`` says (``laxai_trainer.run_claim``; the trainer counts the
+  attempts in run.json).
   ``podReplacementPolicy: Failed`` (the only value allowed with a podFailurePolicy) starts the
   replacement only after the old pod has fully stopped — and written its checkpoint.
 - /dev/shm is an in-memory emptyDir: spec.shmSize, else half the memory limit, else the
@@ -79,7 +81,7 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def _env(name: str, namespace: str, spec: TrainingJobSpec, settings: OperatorSettings) -> list[dict]:
+def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, settings: OperatorSettings) -> list[dict]:
     config = spec.training_config()
     creds = settings.credentials_for(spec.tenant_id)
     env: list[dict[str, Any]] = [
@@ -89,6 +91,7 @@ def _env(name: str, namespace: str, spec: TrainingJobSpec, settings: OperatorSet
         {"name": "LAXAI_HOME", "value": WORK_DIR},
         {"name": "LAXAI_TRAININGJOB_NAME", "value": name},
         {"name": "LAXAI_TRAININGJOB_NAMESPACE", "value": namespace},
+        {"name": "LAXAI_JOB_ID", "value": uid},
     ]
     if creds.gcs_credentials_secret:
         env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_MOUNT}/{GCS_KEY_FILE}"})
@@ -179,7 +182,7 @@ def build_job(
         "image": spec.image or settings.trainer_image,
         "imagePullPolicy": settings.trainer_image_pull_policy,
         "command": list(TRAINER_COMMAND),
-        "env": _env(name, namespace, spec, settings),
+        "env": _env(name, namespace, uid, spec, settings),
         "resources": _resources(spec, settings),
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",

@@ -70,6 +70,10 @@ class Kube:
     async def get_trainingjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._missing_is_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
 
+    async def list_trainingjobs(self, namespace: str) -> list[dict[str, Any]]:
+        answer = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
+        return answer.get("items") or []
+
     async def patch_trainingjob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         """Merge-patch /status; a ``metadata.resourceVersion`` in the patch makes it conditional (409)."""
         return await self._missing_is_none(
@@ -86,6 +90,10 @@ class Kube:
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         raw = await self._missing_is_none(self.batch.read_namespaced_job, name, namespace, _preload_content=False)
         return None if raw is None else _decode(raw)
+
+    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        raw = await self._run(self.batch.list_namespaced_job, namespace, label_selector=selector, _preload_content=False)
+        return _decode(raw).get("items") or []
 
     async def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create; 409 (it exists) -> ApiException with status 409 for the caller to adopt."""

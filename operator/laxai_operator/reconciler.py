@@ -11,6 +11,7 @@ Time-based transitions (startup timeout, TTL) are re-evaluated at the instant th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from laxai_operator import events, metrics, naming
+from laxai_operator import events, metrics, naming, run_names
 from laxai_operator.job_builder import build_job, job_spec_patch
 from laxai_operator.kube import Kube
 from laxai_operator.resource import Phase, TrainingJobSpec, TrainingJobStatus
@@ -43,6 +44,9 @@ Key = tuple[str, str]
 NUDGE_RETRIES = 8
 #: Runs of one reconcile when its status write meets a newer version (409): read again, decide again.
 CONFLICT_RETRIES = 5
+#: A TrainingJob waiting for its run name (RunNameInUse) looks again this often, besides being
+#: nudged when the holder finishes (a deleted holder sends no such nudge).
+RUN_NAME_RECHECK = timedelta(seconds=30)
 
 
 class NotOursYet(Exception):
@@ -98,6 +102,7 @@ class Reconciler:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[Key, int] = {}
+        self._run_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.retry_base = 2.0  # seconds; the n-th retry waits retry_base ** n (at most 60)
 
     # ---- entry points ----------------------------------------------------------------
@@ -196,7 +201,14 @@ class Reconciler:
             await self._write(tj, status, invalid_spec(status, _errors(exc), meta.get("generation"), now))
             return
         job_name = status.job_name or naming.job_name(name)
-        job, created = await self._job(namespace, name, meta["uid"], spec, status, job_name)
+        # The run-name gate and the Job's creation are one step per run (run_names).
+        async with self._run_lock(namespace, spec):
+            if not status.job_name and not status.phase.terminal and not spec.cancel:
+                if (other := await self._run_name_holder(namespace, name, spec)) is not None:
+                    await self._write(tj, status, run_names.waiting(status, spec, other, meta.get("generation"), now))
+                    self._schedule((namespace, name), now + RUN_NAME_RECHECK)
+                    return
+            job, created = await self._job(namespace, name, meta["uid"], spec, status, job_name)
         pods, job_events = [], []
         if job is not None and not created:  # a Job created this instant has no pods yet
             pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, job)
@@ -206,6 +218,8 @@ class Reconciler:
         if decision.delete_job:
             await self.kube.delete_job(namespace, job_name)
         await self._write(tj, status, decision)
+        if decision.status.phase.terminal and not status.phase.terminal and spec.custom_name:
+            await self._wake_waiters(namespace, name, spec)
         due = decision.recheck_at
         if due is not None and decision.status.phase.terminal and now >= due:
             log.info("TTL of %s/%s expired: deleting it", namespace, name)
@@ -240,6 +254,29 @@ class Reconciler:
             if patch:
                 job = await self.kube.patch_job(namespace, job_name, patch) or job
         return job, False
+
+    # ---- one writer per run (run_names) ----------------------------------------------
+
+    def _run_lock(self, namespace: str, spec: TrainingJobSpec) -> asyncio.Lock | contextlib.nullcontext:
+        if not spec.custom_name:
+            return contextlib.nullcontext()
+        return self._run_locks.setdefault((namespace, spec.tenant_id, spec.custom_name), asyncio.Lock())
+
+    async def _run_name_holder(self, namespace: str, name: str, spec: TrainingJobSpec) -> str | None:
+        if not spec.custom_name:
+            return None
+        key = (spec.tenant_id, spec.custom_name)
+        jobs = await self.kube.list_jobs(namespace, f"{naming.LABEL_TENANT}={spec.tenant_id}")
+        with_jobs = {(j["metadata"].get("annotations") or {}).get(naming.ANNOTATION_TRAININGJOB) for j in jobs}
+        tjs = await self.kube.list_trainingjobs(namespace)
+        return run_names.holder(name, run_names.claimants(tjs, key, with_jobs - {None}))
+
+    async def _wake_waiters(self, namespace: str, name: str, spec: TrainingJobSpec) -> None:
+        """The run is free: reconcile the TrainingJobs that wait for it."""
+        key = (spec.tenant_id, spec.custom_name)
+        for tj in await self.kube.list_trainingjobs(namespace):
+            if (tj.get("status") or {}).get("reason") == run_names.REASON and run_names.run_key(tj.get("spec")) == key:
+                self._schedule((namespace, tj["metadata"]["name"]), self.clock())
 
     async def _write(self, tj: dict[str, Any], old: TrainingJobStatus, decision: Decision) -> None:
         meta = tj["metadata"]

@@ -24,7 +24,8 @@ def main() -> int:
     config = json.loads(Path(opts["--config"]).read_text())
     tags = dict(t.partition("=")[::2] for t in config.get("wandb_tags", []))
     job_dir = Path(opts["--progress-file"]).parent
-    (job_dir / "argv.json").write_text(json.dumps({"argv": args, "env_keys": sorted(os.environ)}))
+    (job_dir / "argv.json").write_text(json.dumps({"argv": args, "env_keys": sorted(os.environ),
+                                                      "job_id": os.environ.get("LAXAI_JOB_ID")}))
     log = open(opts["--log-file"], "a")  # noqa: SIM115
 
     def say(line: str) -> None:

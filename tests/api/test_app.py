@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import pytest
@@ -146,6 +148,54 @@ async def test_custom_name_of_an_active_job_is_409_until_it_finishes(api):
         api.kube.patch_status(TRAININGJOBS, NAMESPACE, running, {"phase": "cancelled"})
     resumed = await api.client.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "shared_run", **SHORT})
     assert resumed.status_code == 200, resumed.text
+
+
+async def test_concurrent_posts_of_one_custom_name_accept_exactly_one(api):
+    body = {"tenant_id": "tenant1", "custom_name": "raced", **LONG}
+    answers = await asyncio.gather(*(api.client.post("/api/v1/train", json=body) for _ in range(6)))
+    codes = sorted(r.status_code for r in answers)
+    if api.kind == "local":  # the store's unique index makes it exact; kubernetes: the operator's gate
+        assert codes == [200] + [409] * 5, [r.text for r in answers]
+        winner = next(r.json()["task_id"] for r in answers if r.status_code == 200)
+        for r in answers:
+            if r.status_code == 409:
+                assert r.json()["details"] == {"task_id": winner, "custom_name": "raced",
+                                               "error_type": "run_name_in_use"}
+    else:
+        assert 200 in codes
+
+
+def write_run_meta(tmp_path, name: str, **meta) -> None:
+    folder = tmp_path / "storage" / "tenant1" / "runs" / name
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps(meta))
+
+
+async def test_resubmitting_a_finished_run_is_409_with_how_to_proceed(api, tmp_path):
+    write_run_meta(tmp_path, "done_run", status="completed", epochs_completed=1, num_epochs=1, stopped_early=False)
+    same = await api.client.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "done_run", **SHORT})
+    body = is_error(same, 409, "conflict")
+    assert body["details"] == {"custom_name": "done_run", "epochs_completed": 1, "num_epochs": 1,
+                               "error_type": "run_already_finished"}
+    for words in ("nothing left to train", "num_epochs", "another custom_name", "resume_from_checkpoint: false"):
+        assert words in body["message"]
+    more = await api.client.post("/api/v1/train", json={
+        "tenant_id": "tenant1", "custom_name": "done_run", "training_kwargs": {"num_epochs": 2}})
+    assert more.status_code == 200, more.text  # more epochs: continues from the checkpoint
+    await api.client.delete(f"/api/v1/train/{more.json()['task_id']}")
+    if api.kube:
+        api.kube.patch_status(TRAININGJOBS, NAMESPACE, more.json()["task_id"], {"phase": "cancelled"})
+    await wait_status(api.client, more.json()["task_id"], {"cancelled", "completed"})
+    over = await api.client.post("/api/v1/train", json={
+        "tenant_id": "tenant1", "custom_name": "done_run", "resume_from_checkpoint": False, **SHORT})
+    assert over.status_code == 200, over.text  # starts over (the trainer archives the old run)
+
+
+async def test_an_unfinished_run_is_continued(api, tmp_path):
+    write_run_meta(tmp_path, "cut_run", status="preempted", epochs_completed=1, num_epochs=3)
+    response = await api.client.post("/api/v1/train", json={
+        "tenant_id": "tenant1", "custom_name": "cut_run", "training_kwargs": {"num_epochs": 3}})
+    assert response.status_code == 200, response.text
 
 
 # ---- read ---------------------------------------------------------------------------------------

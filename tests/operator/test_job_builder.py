@@ -97,6 +97,7 @@ def test_full_manifest_exactly():
                             {"name": "LAXAI_HOME", "value": "/var/lib/laxai"},
                             {"name": "LAXAI_TRAININGJOB_NAME", "value": "run-1"},
                             {"name": "LAXAI_TRAININGJOB_NAMESPACE", "value": "team-a"},
+                            {"name": "LAXAI_JOB_ID", "value": UID},
                         ],
                         "resources": {"limits": {"nvidia.com/gpu": "1"}},
                         "volumeMounts": [
@@ -277,6 +278,8 @@ def test_storage_root_and_identity_env():
     e = env(build(s=settings(storage_root="/data/root"), name="x", namespace="ns-1"))
     assert e["LAXAI_STORAGE_ROOT"]["value"] == "/data/root"
     assert (e["LAXAI_TRAININGJOB_NAME"]["value"], e["LAXAI_TRAININGJOB_NAMESPACE"]["value"]) == ("x", "ns-1")
+    # Every pod of the Job (each retry) carries the TrainingJob's uid: its retries resume its checkpoint.
+    assert e["LAXAI_JOB_ID"]["value"] == UID
 
 
 def test_long_trainingjob_name():

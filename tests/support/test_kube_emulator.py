@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -299,7 +300,7 @@ def test_delete_collection_with_a_selector(custom):
 
 
 def collect_watch(fn: Any, *args: Any, count: int, **kwargs: Any) -> tuple[list[tuple[str, str, str]], Any]:
-    """Start a watch in a thread; return (the collected events list, the thread) once it is connected."""
+    """Start a watch in a thread; return (the collected events list, the thread) at once (not yet connected)."""
     events: list[tuple[str, str, str]] = []
     watch = kubernetes.watch.Watch()
 
@@ -347,6 +348,9 @@ def test_watch_without_resource_version_starts_with_existing_objects(custom):
     create_tj(custom, tj("old"))
     events, thread = collect_watch(custom.list_namespaced_custom_object, GROUP, VERSION, "default", PLURAL,
                                    count=2, timeout_seconds=10)
+    deadline = time.monotonic() + 10  # the initial ADDED shows the watch is connected (else "new" could be listed)
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.01)
     kubernetes_body = tj("new")
     del kubernetes_body["metadata"]  # posted without metadata.namespace: the URL names it
     kubernetes_body["metadata"] = {"name": "new"}

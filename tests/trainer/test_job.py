@@ -419,8 +419,9 @@ def test_min_images_per_player_can_leave_too_few_players(synth_root, tmp_path):
 
 def test_resume_flag_decides_between_checkpoint_and_new_weights(straight, tmp_path):
     for resume, expected in ((True, "checkpoint"), (False, "warm_start")):
-        job, _ = job_for(config(custom_name="straight", resume_from_checkpoint=resume), straight.root, tmp_path,
-                         run="straight")
+        # one epoch more than the finished run: continuing it has something left to train
+        doc = config(custom_name="straight", resume_from_checkpoint=resume, training_kwargs={"num_epochs": EPOCHS + 1})
+        job, _ = job_for(doc, straight.root, tmp_path, run="straight")
         cfg = job.config
         trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], [])
         source = job.start_model(trainer)

@@ -172,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=settings.device,
         allow_download=settings.pretrained_download,
         stop=stop,
+        job_id=settings.job_id,
     )
     log.info("run %s of tenant %s, storage %s", run_name, config.tenant_id, options.storage_root)
     try:

@@ -197,7 +197,11 @@ class TrainingConfig(StrictModel):
     )
     resume_from_checkpoint: bool = Field(
         True,
-        description="Continue from the latest checkpoint of the same custom_name when one exists.",
+        description=(
+            "What a new job does with an earlier run of the same custom_name: continue from its "
+            "checkpoint (true; refused when nothing is left to train), or archive it to "
+            "runs/{custom_name}/archive/ and start over (false). A job's own retries always resume."
+        ),
     )
     wandb_tags: list[WandbTag] = Field(
         default_factory=list, max_length=32, description="Tags of the wandb run."

@@ -3,11 +3,14 @@
 :func:`run_job` is what ``laxai-train run`` calls once the config is validated.
 It wires the pieces together and owns the run folder (:mod:`laxai_trainer.run_layout`):
 
-1. ``config.json`` and ``run.json`` (started) are written;
+1. the run folder is claimed (:mod:`laxai_trainer.run_claim`): this job's own retry, a new
+   run, an earlier run continued, or an earlier run archived and started over; then
+   ``config.json`` and ``run.json`` (started, with the job id and attempt) are written;
 2. the tenant's datasets are synced to the local cache (progress per dataset);
 3. train/val splits are scanned and loaders built (local files only);
-4. the model is built with the seed, then resumed from ``checkpoints/last.pt``
-   (``resume_from_checkpoint``) or initialised by :mod:`laxai_trainer.init_weights`;
+4. the model is built with the seed, then resumed from ``checkpoints/last.pt`` (a retry
+   always; an earlier run with ``resume_from_checkpoint``; changed hyperparameters are
+   applied) or initialised by :mod:`laxai_trainer.init_weights`;
 5. the :class:`~laxai_trainer.train.Trainer` runs; after each epoch: checkpoint,
    best weights, ``metrics.json``, intermediate files, wandb, progress, log upload;
 6. final outputs: ``final/model.pt``, TorchScript, ``final/model.json``, ``metrics.json``,
@@ -39,7 +42,16 @@ from laxai_trainer.errors import ConfigError
 from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
-from laxai_trainer.run_layout import RunLayout, read_json, write_json
+from laxai_trainer.run_claim import Claim, archive_run, archive_stamp, claim, outputs
+from laxai_trainer.run_layout import (
+    RunLayout,
+    meta_nothing_left,
+    nothing_left,
+    nothing_left_message,
+    read_json,
+    read_meta,
+    write_json,
+)
 from laxai_trainer.safe_load import load_tensors
 from laxai_trainer.status import Metrics, Phase
 from laxai_trainer.train import Outcome, Trainer, seed_everything
@@ -60,6 +72,8 @@ class JobOptions:
     device: str = "auto"
     allow_download: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
+    #: The job's identity (TrainingJob uid / local task id): its retries resume its checkpoint.
+    job_id: str | None = None
 
 
 @dataclass
@@ -145,12 +159,16 @@ class Job:
             "run_name": options.run_name,
             "tenant_id": config.tenant_id,
             "run_uri": self.run_uri,
+            "job_id": options.job_id,
+            "attempt": 1,
+            "num_epochs": config.training_kwargs.num_epochs,
             "started_at": now_rfc3339(),
             "status": "running",
             "host": platform.node(),
             "torch": torch.__version__,
         }
         self._last_step_report = 0.0
+        self.claim: Claim | None = None
 
     # ---- small helpers -----------------------------------------------------------------
 
@@ -175,6 +193,8 @@ class Job:
             log.warning("could not upload the offline wandb files: %s", exc)
 
     def record_failure(self, exc: BaseException) -> None:
+        if self.claim is None:  # refused before claiming the folder: run.json is another job's
+            return
         try:
             self.write_meta(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=now_rfc3339())
         except Exception as meta_exc:  # storage may be what failed
@@ -219,18 +239,48 @@ class Job:
         }
         return train_loader, val_loader, summary
 
+    def find_claim(self, previous: dict[str, Any] | None) -> Claim:
+        """What this job does with the run folder (:mod:`laxai_trainer.run_claim`); reads only."""
+        has_outputs = previous is not None or bool(outputs(self.storage, self.layout))
+        return claim(previous, self.options.job_id, self.config.resume_from_checkpoint, has_outputs)
+
+    def claim_run(self) -> Claim:
+        """Claim the run folder before writing to it: archive an earlier run that is started over,
+        refuse to continue one that has nothing left to train."""
+        previous = read_meta(self.storage, self.layout)
+        found = self.find_claim(previous)
+        name, tk = self.options.run_name, self.config.training_kwargs
+        self.meta.update(attempt=found.attempt, claim=found.kind, previous_job_id=found.previous_job)
+        if found.kind == "retry":
+            log.info("attempt %d of job %s: continuing from its own checkpoint (a job's retries always "
+                     "resume, whatever resume_from_checkpoint says)", found.attempt, found.previous_job)
+            # what the job's first attempt found stays on record (attempt > 1 says it is a retry)
+            self.meta.update({k: previous[k] for k in ("archived_to", "previous_job_id", "claim") if k in previous})
+        elif found.kind == "continue" and meta_nothing_left(previous, tk.num_epochs):
+            raise ConfigError(nothing_left_message(name, int(previous.get("epochs_completed") or 0), tk.num_epochs))
+        elif found.kind == "restart":
+            target = archive_run(self.storage, self.layout, archive_stamp(previous, now_rfc3339()))
+            log.warning("resume_from_checkpoint is false: the earlier run's outputs were moved to %s; "
+                        "starting over", self.storage.uri(target))
+            self.meta["archived_to"] = self.storage.uri(target)
+        self.claim = found
+        return found
+
+    def checkpoint(self, trainer: Trainer) -> dict[str, Any]:
+        """The trainer's checkpoint, signed with the job and attempt that wrote it."""
+        payload = trainer.checkpoint_payload()
+        payload["writer"] = {"job_id": self.options.job_id, "attempt": self.meta["attempt"], "host": self.meta["host"]}
+        return payload
+
     def start_model(self, trainer: Trainer) -> InitSource:
-        """Resume from the run's checkpoint, or initialise a new model."""
+        """Resume from the run's checkpoint (a retry, or an earlier run continued), or initialise."""
         cfg = self.config
+        found = self.claim or self.find_claim(read_meta(self.storage, self.layout))
         last = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
-        if cfg.resume_from_checkpoint:
+        if found.loads_checkpoint:
             payload = ckpt.load(self.storage, last, self.tmp_dir)
             if payload is not None:
-                trainer.load_checkpoint(payload)
-                self._load_best_weights(trainer)
-                st = trainer.state
-                where = f"epoch {st.epoch}" + (f", step {st.step}" if st.step else "")
-                return InitSource("checkpoint", self.storage.uri(last), f"continuing after {where}")
+                return self._resume(trainer, payload, found, last)
             log.info("no checkpoint at %s: starting a new run", self.storage.uri(last))
         source = initialise(
             trainer.model,
@@ -242,6 +292,29 @@ class Job:
         )
         trainer.state.init_source = source.as_dict()
         return source
+
+    def _resume(self, trainer: Trainer, payload: dict[str, Any], found: Claim, last: str) -> InitSource:
+        tk = self.config.training_kwargs
+        changes = trainer.load_checkpoint(payload)
+        st = trainer.state
+        writer = payload.get("writer") or {}
+        log.info("checkpoint written by job %s, attempt %s", writer.get("job_id"), writer.get("attempt"))
+        # An earlier job's checkpoint (also on a retry that never wrote its own yet).
+        if found.kind == "continue" or writer.get("job_id") != self.options.job_id:
+            earlier = (payload.get("hyperparameters") or {}).get("num_epochs")
+            if nothing_left(st.epoch, st.stopped_early, earlier, tk.num_epochs):
+                if found.kind == "continue":
+                    raise ConfigError(nothing_left_message(self.options.run_name, st.epoch, tk.num_epochs))
+            elif st.stopped_early:  # asked for more epochs than the early-stopped run: train them
+                log.info("the earlier run stopped early after epoch %d; continuing to %d epochs",
+                         st.epoch, tk.num_epochs)
+                st.stopped_early, st.epochs_without_improvement = False, 0
+        for change in changes:
+            log.info("resumed with a changed hyperparameter: %s (applied from the first resumed step)", change)
+        self.meta["changed_on_resume"] = changes
+        self._load_best_weights(trainer)
+        where = f"epoch {st.epoch}" + (f", step {st.step}" if st.step else "")
+        return InitSource("checkpoint", self.storage.uri(last), f"continuing after {where}")
 
     def _load_best_weights(self, trainer: Trainer) -> None:
         """Best-epoch weights of a resumed run: best.pt, else the final model of an earlier finish."""
@@ -267,12 +340,13 @@ class Job:
     def epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         st = trainer.state
         prefix = self.layout.prefix
-        ckpt.save(self.storage, ckpt.checkpoint_path(prefix, ckpt.LAST), trainer.checkpoint_payload(), self.tmp_dir)
+        ckpt.save(self.storage, ckpt.checkpoint_path(prefix, ckpt.LAST), self.checkpoint(trainer), self.tmp_dir)
         if improved:
             best = {"epoch": record["epoch"], "metrics": record, "model": trainer.best_weights,
                     "architecture": architecture(self.config.model_kwargs)}
             ckpt.save(self.storage, ckpt.checkpoint_path(prefix, ckpt.BEST), best, self.tmp_dir)
         write_json(self.storage, self.layout.metrics, metrics_document(st, None))
+        self.write_meta(epochs_completed=st.epoch, stopped_early=st.stopped_early)  # what the API reads
         if self.config.save_intermediate:
             write_json(self.storage, self.layout.intermediate(record["epoch"]), record)
         self.wandb.log_epoch(record["epoch"], {f"{k}": v for k, v in record.items() if k != "epoch"})
@@ -306,7 +380,7 @@ class Job:
     def preempted(self, trainer: Trainer) -> None:
         st = trainer.state
         path = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
-        ckpt.save(self.storage, path, trainer.checkpoint_payload(), self.tmp_dir)
+        ckpt.save(self.storage, path, self.checkpoint(trainer), self.tmp_dir)
         where = f"epoch {st.epoch + 1}, step {st.step}" if st.step else f"the end of epoch {st.epoch}"
         log.warning("stop requested: checkpoint of %s written to %s", where, self.storage.uri(path))
         self.tracker.update(message=f"Preempted: checkpoint at {where} saved; the retry resumes from it")
@@ -316,6 +390,7 @@ class Job:
     def run(self) -> JobResult:
         cfg, tk = self.config, self.config.training_kwargs
         self.tracker.update(status=Phase.running, total_epochs=tk.num_epochs, message="Starting")
+        self.claim_run()
         write_json(self.storage, self.layout.config, cfg.model_dump(mode="json"))
         self.write_meta()
         device = pick_device(self.options.device)
@@ -328,7 +403,8 @@ class Job:
         source = self.start_model(trainer)
         log.info("model weights: %s", source.describe())
         self.write_meta(init_source=source.as_dict(), device=str(device), data=data_summary,
-                        resumed_at_epoch=trainer.state.epoch if source.kind == "checkpoint" else None)
+                        resumed_at_epoch=trainer.state.epoch if source.kind == "checkpoint" else None,
+                        epochs_completed=trainer.state.epoch, stopped_early=trainer.state.stopped_early)
         self.tracker.update(
             message=f"Training on {device} from {source.describe()}",
             current_epoch=trainer.state.epoch,

@@ -13,6 +13,8 @@
     final/model.json             architecture, input size, normalisation, metrics, completed_at
     logs/trainer.log             the trainer's log (uploaded every epoch and at exit)
     wandb/                       offline wandb run files (when wandb ran offline)
+    archive/<started_at>/        an earlier run's outputs, moved here when a new job started
+                                 the name over (resume_from_checkpoint: false)
 
 Warm starts look for ``{tenant}/runs/*/final/model.json`` and take the newest
 compatible one (``completed_at``).
@@ -23,6 +25,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+ARCHIVE_DIR = "archive"
 
 
 def runs_prefix(tenant_id: str) -> str:
@@ -75,6 +79,9 @@ class RunLayout:
     def wandb(self, relative: str) -> str:
         return self.path("wandb", relative)
 
+    def archive(self, stamp: str) -> str:
+        return self.path(ARCHIVE_DIR, stamp)
+
 
 def final_meta_path(tenant_id: str, run_name: str) -> str:
     return RunLayout(tenant_id, run_name).final_meta
@@ -86,3 +93,43 @@ def write_json(storage: Any, path: str, obj: Any) -> None:
 
 def read_json(storage: Any, path: str) -> Any:
     return json.loads(storage.read_bytes(path))
+
+
+def read_meta(storage: Any, layout: RunLayout) -> dict[str, Any] | None:
+    """The run's run.json, or None when the run folder has none (or an unreadable one)."""
+    if not storage.exists(layout.run_meta):
+        return None
+    try:
+        meta = read_json(storage, layout.run_meta)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def nothing_left(epochs_done: int, stopped_early: bool, previous_num_epochs: int | None, num_epochs: int) -> bool:
+    """Whether continuing a run that trained ``epochs_done`` epochs would train none.
+
+    An early stop ends a run's request: it is continued only when asked for more epochs
+    than that run was (its early-stopping state is then cleared).
+    """
+    if epochs_done >= num_epochs:
+        return True
+    return stopped_early and num_epochs <= (previous_num_epochs or epochs_done)
+
+
+def nothing_left_message(run_name: str, epochs_done: int, num_epochs: int) -> str:
+    return (
+        f"run '{run_name}' already finished ({epochs_done} epochs trained) and resume_from_checkpoint "
+        f"would continue it with num_epochs {num_epochs}: nothing left to train. Raise "
+        "training_kwargs.num_epochs to train it further, choose another custom_name, or set "
+        "resume_from_checkpoint: false to start over (its outputs are archived under "
+        f"runs/{run_name}/{ARCHIVE_DIR}/)"
+    )
+
+
+def meta_nothing_left(meta: dict[str, Any] | None, num_epochs: int) -> bool:
+    """nothing_left() from a run.json (which the trainer updates every epoch)."""
+    if not meta:
+        return False
+    return nothing_left(int(meta.get("epochs_completed") or 0), bool(meta.get("stopped_early")),
+                        meta.get("num_epochs"), num_epochs)

@@ -26,6 +26,7 @@ Public API::
         download_many(pairs, max_workers=16)      [(path, local)], concurrent on GCS (transfer_manager)
         upload_many(pairs, max_workers=16)        [(local, path)], concurrent on GCS (transfer_manager)
         delete(path)                              no error when absent
+        move(source, target)                      rename (local) or server-side copy + delete (GCS)
         uri(path="") -> str                       "gs://bucket/prefix/path" or "file:///abs/path"
         local_path(path="") -> Path | None        the local file for local roots, None on GCS
 
@@ -110,9 +111,14 @@ class Storage(ABC):
     @abstractmethod
     def uri(self, path: str = "") -> str: ...
 
+    @abstractmethod
+    def move(self, source: str, target: str) -> None:
+        """Rename one file; the target is replaced."""
+
     def local_path(self, path: str = "") -> Path | None:
         """The file behind `path` when the root is a local folder, else None."""
         return None
+
 
     def download_many(
         self, pairs: Sequence[tuple[str, str | os.PathLike]], max_workers: int = DEFAULT_WORKERS
@@ -223,6 +229,11 @@ class LocalStorage(Storage):
 
     def delete(self, path: str) -> None:
         self._path(path).unlink(missing_ok=True)
+
+    def move(self, source: str, target: str) -> None:
+        dest = self._path(target)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(source), dest)
 
     def uri(self, path: str = "") -> str:
         return self._path(path).as_uri()
@@ -363,6 +374,12 @@ class GCSStorage(Storage):
             self.bucket.blob(self._name(path)).delete()
         except NotFound:
             pass
+
+    def move(self, source: str, target: str) -> None:
+        # A server-side copy (no bytes through this pod), then the source goes.
+        blob = self.bucket.blob(self._name(source))
+        self.bucket.copy_blob(blob, self.bucket, self._name(target), retry=self._write_retry())
+        blob.delete()
 
     def uri(self, path: str = "") -> str:
         name = self._name(path)

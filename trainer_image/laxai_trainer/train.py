@@ -38,6 +38,10 @@ from laxai_trainer.model import architecture
 log = logging.getLogger(__name__)
 
 Outcome = Literal["completed", "early_stopped", "preempted"]
+#: Settings held in the optimizer/scheduler state: on resume the config's value replaces the
+#: checkpoint's when they differ (Trainer.apply_hyperparameters).
+RESUME_HYPERPARAMETERS = ("learning_rate", "weight_decay", "lr_scheduler_factor", "lr_scheduler_patience",
+                          "lr_scheduler_min_lr")
 #: ReduceLROnPlateau and early stopping count an epoch as better only above this mAP gain.
 MAP_MIN_DELTA = 1e-6
 
@@ -124,9 +128,11 @@ class Trainer:
         )
         if self.state.step and self._epoch_start_rng is not None:
             payload["epoch_start_rng"] = self._epoch_start_rng
+        payload["hyperparameters"] = self.config.training_kwargs.model_dump(mode="json")
         return payload
 
-    def load_checkpoint(self, payload: dict[str, Any]) -> None:
+    def load_checkpoint(self, payload: dict[str, Any]) -> list[str]:
+        """Restore the checkpoint; returns the hyperparameters that differ from it (now applied)."""
         expected = architecture(self.config.model_kwargs)
         if payload.get("architecture") != expected:
             raise ConfigError(
@@ -137,6 +143,28 @@ class Trainer:
         self.state = restore(payload, self.model, self.optimizer, self.scheduler)
         self._epoch_start_rng = payload.get("epoch_start_rng")
         self._resume_rng = payload["rng"]
+        return self.apply_hyperparameters(payload.get("hyperparameters") or {})
+
+    def apply_hyperparameters(self, saved: dict[str, Any]) -> list[str]:
+        """Put the config's optimizer and scheduler settings over the restored state where they
+        changed since the checkpoint (the restored state carries the old ones). Unchanged ones
+        keep the restored state: its learning rate may be the scheduler's reduction."""
+        tk = self.config.training_kwargs
+        changed = {name: (saved[name], getattr(tk, name)) for name in RESUME_HYPERPARAMETERS
+                   if name in saved and saved[name] != getattr(tk, name)}
+        groups = self.optimizer.param_groups
+        for name, (_, value) in changed.items():
+            if name == "learning_rate":
+                for group in groups:
+                    group["lr"] = value
+            elif name == "weight_decay":
+                for group in groups:
+                    group["weight_decay"] = value
+            elif name == "lr_scheduler_min_lr":
+                self.scheduler.min_lrs = [value] * len(groups)
+            else:  # lr_scheduler_factor, lr_scheduler_patience
+                setattr(self.scheduler, name.removeprefix("lr_scheduler_"), value)
+        return [f"{name} {old} -> {new}" for name, (old, new) in changed.items()]
 
     def snapshot_best(self) -> None:
         self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}

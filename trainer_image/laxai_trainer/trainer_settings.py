@@ -17,6 +17,13 @@ class TrainerSettings(CommonSettings):
     run_name: str | None = Field(
         None, description="Run name when the config has no custom_name and --run-name is not given."
     )
+    job_id: str | None = Field(
+        None,
+        description=(
+            "Identity of the job (TrainingJob uid; local task id): a run folder this job wrote is "
+            "resumed on its retries whatever resume_from_checkpoint says. Unset: every start is a new job."
+        ),
+    )
     cache_dir: Path | None = Field(
         None, description="Local cache of synced datasets and temp files (default: LAXAI_HOME/cache)."
     )

@@ -287,6 +287,7 @@ class LocalBackend(Backend):
         (job_dir / "config.json").write_text(spec.training_config().model_dump_json(indent=2))
         env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         env["PYTHONUNBUFFERED"] = "1"
+        env["LAXAI_JOB_ID"] = task_id  # a restart of this task resumes its own checkpoint
         argv = self._command(task_id, job_dir)
         try:
             with open(job_dir / "output.log", "ab") as out:

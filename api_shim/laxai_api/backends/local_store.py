@@ -20,7 +20,7 @@ from laxai_api.backends.base import (
     invalid_token,
     now_rfc3339,
 )
-from laxai_api.errors import JobExists
+from laxai_api.errors import JobExists, RunNameInUse
 from laxai_operator.resource import HISTORY_LIMIT, TrainingJobSpec
 from laxai_trainer.status import Metrics, Phase, Progress
 
@@ -42,11 +42,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     pid INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     exit_code INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_name TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_phase ON jobs (phase, seq);
 """
+#: One active (pending/running) job per (tenant, run name), enforced by SQLite itself: two POSTs,
+#: or two API processes on one LAXAI_HOME, cannot both insert (no check-then-act race).
+ACTIVE_RUN_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS one_active_job_per_run ON jobs (tenant_id, run_name)"
+    " WHERE phase IN ('pending', 'running')"
+)
 
 
 class JobStore:
@@ -58,6 +65,12 @@ class JobStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        columns = {row["name"] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "run_name" not in columns:  # a database of an earlier version
+            self.db.execute("ALTER TABLE jobs ADD COLUMN run_name TEXT")
+        self.db.execute("UPDATE jobs SET run_name = COALESCE(json_extract(spec, '$.custom_name'), task_id)"
+                        " WHERE run_name IS NULL")
+        self.db.execute(ACTIVE_RUN_INDEX)
 
     def close(self) -> None:
         self.db.close()
@@ -73,15 +86,19 @@ class JobStore:
             status=Phase.pending, total_epochs=spec.training_kwargs.num_epochs, message=message
         )
         history = [{"phase": "pending", "time": created, "reason": "Submitted", "message": message}]
+        run_name = spec.run_name(task_id)
         try:
             self.db.execute(
-                "INSERT INTO jobs (task_id, tenant_id, spec, phase, progress, history, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (task_id, spec.tenant_id, spec.model_dump_json(by_alias=True, exclude_unset=True),
+                "INSERT INTO jobs (task_id, tenant_id, run_name, spec, phase, progress, history, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (task_id, spec.tenant_id, run_name, spec.model_dump_json(by_alias=True, exclude_unset=True),
                  Phase.pending.value, progress.model_dump_json(), json.dumps(history), created),
             )
         except sqlite3.IntegrityError:
-            raise JobExists(task_id) from None
+            if self.row(task_id) is not None:  # whichever unique index SQLite names, the id comes first
+                raise JobExists(task_id) from None
+            other = self.active_job(spec.tenant_id, run_name)
+            raise RunNameInUse(other or "?", spec.tenant_id, run_name) from None
 
     def update(self, task_id: str, **fields: Any) -> None:
         if not fields:
@@ -117,6 +134,14 @@ class JobStore:
 
     def row(self, task_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM jobs WHERE task_id = ?", (task_id,)).fetchone()
+
+    def active_job(self, tenant_id: str, run_name: str) -> str | None:
+        """The task id of the pending/running job of the tenant writing to ``run_name``."""
+        row = self.db.execute(
+            "SELECT task_id FROM jobs WHERE tenant_id = ? AND run_name = ? AND phase IN ('pending', 'running')",
+            (tenant_id, run_name),
+        ).fetchone()
+        return row["task_id"] if row else None
 
     def rows_in(self, phase: Phase) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM jobs WHERE phase = ? ORDER BY seq", (phase.value,)).fetchall()

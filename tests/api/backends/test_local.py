@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from laxai_api.backends.local import LocalBackend, classify_exit, process_alive
-from laxai_api.errors import JobExists, JobFinished, JobNotFound
+from laxai_api.backends.local_store import JobStore
+from laxai_api.errors import JobExists, JobFinished, JobNotFound, RunNameInUse
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer import exit_codes
 from laxai_trainer.status import Phase, Progress, ProgressReport
@@ -128,6 +129,7 @@ async def test_runs_the_trainer_contract_to_completed(backend, tmp_path):
     recorded = json.loads((job_dir / "argv.json").read_text())
     argv = dict(zip(recorded["argv"][1::2], recorded["argv"][2::2], strict=True))
     assert argv["--run-name"] == "job-a"
+    assert recorded["job_id"] == "job-a"  # the trainer's job identity: a restart of this task resumes it
     assert argv["--storage-root"] == str(tmp_path / "storage")
     assert argv["--progress-file"] == str(job_dir / "progress.json")
     assert argv["--log-file"] == str(job_dir / "trainer.log")
@@ -310,3 +312,41 @@ async def test_a_trainer_gone_during_a_restart_is_failed_with_a_reason(tmp_path)
         assert "custom_name" in job.message
     finally:
         await second.close()
+
+
+def test_the_store_allows_one_active_job_per_tenant_and_run_name(tmp_path):
+    """Enforced by SQLite's unique index: two API processes on one home cannot both insert."""
+    first, second = JobStore(tmp_path / "jobs.sqlite3"), JobStore(tmp_path / "jobs.sqlite3")
+    try:
+        first.insert("job-1", spec(custom_name="shared"), "queued")
+        with pytest.raises(RunNameInUse) as refused:
+            second.insert("job-2", spec(custom_name="shared"), "queued")
+        assert refused.value.details["task_id"] == "job-1"
+        second.insert("job-3", spec(custom_name="shared", tenant_id="tenant2"), "queued")  # another tenant
+        with pytest.raises(JobExists):  # a task id taken stays JobExists
+            second.insert("job-1", spec(custom_name="other"), "queued")
+        first.transition("job-1", Phase.cancelled, "Cancelled", "done", only_from=Phase.pending)
+        second.insert("job-2", spec(custom_name="shared"), "queued")  # the name is free again
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_older_database_gets_the_run_name_column(tmp_path):
+    import sqlite3
+
+    from laxai_api.backends import local_store
+
+    path = tmp_path / "jobs.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(local_store.SCHEMA.replace(",\n    run_name TEXT", ""))
+    old.execute("INSERT INTO jobs (task_id, tenant_id, spec, phase, progress, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                ("old-1", "tenant1", spec(custom_name="kept").model_dump_json(), "running", "{}", "2026-01-01"))
+    old.commit()
+    old.close()
+    store = JobStore(path)
+    try:
+        with pytest.raises(RunNameInUse):
+            store.insert("new-1", spec(custom_name="kept"), "queued")
+    finally:
+        store.close()
