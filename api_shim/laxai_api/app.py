@@ -23,7 +23,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from laxai_api import errors
+from laxai_api import docs_pages, errors
 from laxai_api.auth import KeyStore, Principal, authenticate
 from laxai_api.backends import make_backend
 from laxai_api.backends.base import Backend, JobRecord, ListQuery, valid_task_id
@@ -168,7 +168,10 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             "the TrainingJob spec; the local backend records them and runs the trainer on its own machine."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    docs_pages.install(app)
     app.state.settings, app.state.backend, app.state.keys, app.state.metrics = settings, backend, keys, metrics
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
