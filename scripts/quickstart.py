@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_REQUEST = ROOT / "examples" / "seed_request.json"
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         stop(proc)
 
 
-def cancel_active(client: httpx.Client) -> None:
+def cancel_active(client: httpx.Client, timeout: float = 60) -> None:
     """The local API leaves trainers running across its own restarts, so cancel them first:
     DELETE stops a trainer's process group (SIGTERM, then SIGKILL after a grace period).
     Every pending or running job of this quickstart's own API is cancelled, so an interrupt
     that lands before the POST's answer leaves no trainer behind either."""
+    cancelling: list[str] = []
     for status in ("pending", "running"):  # queued first: a freed slot would start one
         try:
             jobs = client.get("/api/v1/train/jobs", params={"status": status, "limit": 1000}).json()["jobs"]
@@ -183,9 +185,20 @@ def cancel_active(client: httpx.Client) -> None:
             continue
         for job in jobs:
             try:
-                client.delete(f"/api/v1/train/{job['task_id']}", timeout=60)
+                client.delete(f"/api/v1/train/{job['task_id']}")
+                cancelling.append(job["task_id"])
             except httpx.HTTPError as exc:
                 print(f"warning: could not cancel {job['task_id']}: {exc}", file=sys.stderr)
+    # DELETE answers at once; the trainers checkpoint and exit within the API's grace period.
+    deadline = time.monotonic() + timeout
+    for task_id in cancelling:
+        while time.monotonic() < deadline:
+            try:
+                if client.get(f"/api/v1/train/{task_id}/status").json()["status"] in TERMINAL:
+                    break
+            except (httpx.HTTPError, ValueError, KeyError):
+                break
+            time.sleep(0.2)
 
 
 def report(final: dict, detail: dict, storage: Path) -> int:

@@ -37,6 +37,19 @@ def local_settings(tmp_path: Path, **overrides) -> ApiSettings:
     return ApiSettings(**values)
 
 
+async def stop_all(backend: Backend) -> None:
+    """Cancel every trainer the local backend runs and wait for each to exit (cancel itself
+    answers at once)."""
+    from laxai_api.errors import JobFinished
+
+    for trainer in list(getattr(backend, "_running", {}).values()):
+        try:
+            await backend.cancel(trainer.task_id)
+        except JobFinished:
+            pass
+        await asyncio.wait_for(trainer.done.wait(), 60)
+
+
 @asynccontextmanager
 async def serve(app, headers: dict[str, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process: its backend started, an httpx client on its ASGI interface."""
@@ -129,9 +142,7 @@ async def harness_for(kind: str, tmp_path: Path, kube, headers=None, **overrides
         try:
             yield Harness(client, kind, kube)
         finally:
-            if isinstance(backend, LocalBackend):  # never leave a trainer running
-                for task_id in list(backend._running):
-                    await backend.cancel(task_id)
+            await stop_all(backend)  # never leave a trainer running
 
 
 @pytest.fixture(params=["local", "kubernetes"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -106,8 +107,21 @@ async def test_invalid_bodies_list_every_field(api, body, fields):
     for entry in error["details"]["errors"]:
         assert entry["location"][0] == "body" and entry["reason"]
     if "num_epoch" in str(fields):
-        assert error["details"]["errors"][0]["reason"] == "unknown field 'num_epoch'"
+        assert error["details"]["errors"][0]["reason"] == "unknown field 'num_epoch'; did you mean 'num_epochs'?"
         assert "training_kwargs.num_epoch" in error["message"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("num_epochs", True), ("learning_rate", False), ("batch_size", True)])
+async def test_a_boolean_is_not_a_number(api, field, value):
+    body = {"tenant_id": "tenant1", "training_kwargs": {field: value}}
+    error = is_error(await api.client.post("/api/v1/train", json=body), 422, "validation_error")
+    assert [e["field"] for e in error["details"]["errors"]] == [f"training_kwargs.{field}"]
+    assert "boolean" in error["details"]["errors"][0]["reason"]
+
+
+async def test_numeric_strings_stay_accepted_as_the_seed_did(api):
+    body = {"tenant_id": "tenant1", "training_kwargs": {"num_epochs": "1"}}
+    assert (await api.client.post("/api/v1/train", json=body)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -144,6 +158,7 @@ async def test_custom_name_of_an_active_job_is_409_until_it_finishes(api):
     await api.client.delete(f"/api/v1/train/{running}")
     if api.kube:
         api.kube.patch_status(TRAININGJOBS, NAMESPACE, running, {"phase": "cancelled"})
+    await wait_status(api.client, running, {"cancelled"})  # cancel answers before the trainer exits
     resumed = await api.client.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "shared_run", **SHORT})
     assert resumed.status_code == 200, resumed.text
 
@@ -240,14 +255,19 @@ async def test_logs_tail(api):
 
 async def test_cancel_running_then_finished_is_409(api):
     task_id = await api.running_job()
+    started = time.monotonic()
     response = await api.client.delete(f"/api/v1/train/{task_id}")
+    answered = time.monotonic() - started
     assert response.status_code == 200, response.text
+    # At once, not after the trainer's checkpoint and exit (the issue: 14-21 s); generous bound.
+    assert answered < 1.0, answered
+    assert response.json()["status"] == "running" and response.json()["message"] == "Cancellation requested"
+    assert response.json()["progress"]["message"].startswith("Cancelling")
+    status = (await api.client.get(f"/api/v1/train/{task_id}/status")).json()
+    assert status["status"] == "running" and status["progress"]["message"].startswith("Cancelling")
     if api.kube:
         assert api.kube.get(TRAININGJOBS, NAMESPACE, task_id)["spec"]["cancel"] is True
-        assert response.json()["status"] == "running" and response.json()["message"] == "Cancellation requested"
         api.kube.patch_status(TRAININGJOBS, NAMESPACE, task_id, {"phase": "cancelled", "reason": "Cancelled"})
-    else:
-        assert response.json()["status"] == "cancelled" and response.json()["progress"]["status"] == "cancelled"
     await wait_status(api.client, task_id, {"cancelled"})
     body = is_error(await api.client.delete(f"/api/v1/train/{task_id}"), 409, "job_finished")
     assert body["details"] == {"task_id": task_id, "status": "cancelled"}

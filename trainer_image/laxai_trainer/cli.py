@@ -172,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=settings.device,
         allow_download=settings.pretrained_download,
         stop=stop,
+        cancel_file=Path(args.cancel_file) if args.cancel_file else None,
     )
     log.info("run %s of tenant %s, storage %s", run_name, config.tenant_id, options.storage_root)
     try:
@@ -243,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress-file", metavar="PATH", help="JSON progress report, rewritten atomically")
     run.add_argument("--log-file", metavar="PATH", help="also log here; uploaded to {run}/logs/trainer.log")
     run.add_argument("--cache-dir", metavar="DIR", help="local dataset cache and work files (default: LAXAI_HOME/cache)")
+    run.add_argument("--cancel-file", metavar="PATH",
+                     help="if this file exists when a stop signal arrives, the stop is a cancel (logged as such)")
     run.set_defaults(func=cmd_run)
 
     synth = sub.add_parser(

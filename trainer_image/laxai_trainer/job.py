@@ -59,6 +59,8 @@ class JobOptions:
     device: str = "auto"
     allow_download: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Exists at a stop request when the stop is a cancel (the local API writes it), not a preemption.
+    cancel_file: Path | None = None
 
 
 @dataclass
@@ -307,8 +309,14 @@ class Job:
         path = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
         ckpt.save(self.storage, path, trainer.checkpoint_payload(), self.tmp_dir)
         where = f"epoch {st.epoch + 1}, step {st.step}" if st.step else f"the end of epoch {st.epoch}"
-        log.warning("stop requested: checkpoint of %s written to %s", where, self.storage.uri(path))
-        self.tracker.update(message=f"Preempted: checkpoint at {where} saved; the retry resumes from it")
+        if self.options.cancel_file is not None and self.options.cancel_file.exists():
+            message = (f"Cancelled on request: checkpoint at {where} saved to {self.storage.uri(path)}; "
+                       "resubmitting with the same custom_name resumes from it")
+        else:
+            message = (f"Stopped (preemption or cancel): checkpoint at {where} saved to {self.storage.uri(path)}; "
+                       "a retry resumes from it")
+        log.warning("%s", message)
+        self.tracker.update(message=message)
 
     # ---- the run -----------------------------------------------------------------------
 

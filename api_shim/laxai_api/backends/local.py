@@ -5,6 +5,10 @@
 - Each trainer runs in its own process group (new session), so cancel reaches the
   DataLoader workers too: SIGTERM to the group, SIGKILL after LAXAI_CANCEL_GRACE_SECONDS,
   and a SIGKILL sweep of the group after the trainer exits.
+- Cancel answers at once: it writes the job's ``cancel-requested`` file (the trainer's
+  ``--cancel-file``: its last log line then says "cancelled on request"), signals the
+  group and returns the job still running with reason CancelRequested and
+  ``progress.message`` "Cancelling…"; it becomes cancelled when the trainer has exited.
 - Files per job under LAXAI_HOME/jobs/<task_id>/: config.json (the trainer's config),
   progress.json (--progress-file), trainer.log (--log-file), output.log (stdout/stderr).
 - Restarts: stopping the API leaves trainers running. On start, a trainer that is still
@@ -37,6 +41,10 @@ from laxai_trainer.status import Phase, Progress, ProgressReport
 PRIVATE_ENV = ("LAXAI_API_KEYS", "LAXAI_API_KEYS_FILE")
 #: Log lines quoted in a failed job's message.
 FAILURE_TAIL = 15
+#: What a running job shows between DELETE and its trainer's exit.
+CANCELLING = "Cancelling: the trainer is writing its checkpoint and stopping"
+#: The trainer's --cancel-file (its existence at a stop request means cancel, not preemption).
+CANCEL_FILE = "cancel-requested"
 #: How often an adopted trainer (not our child) is checked.
 ADOPTED_POLL_SECONDS = 0.5
 
@@ -126,6 +134,7 @@ class _Trainer:
     proc: asyncio.subprocess.Process | None  # None: adopted after a restart
     done: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task | None = None
+    stopper: asyncio.Task | None = None  # the cancel in progress (SIGTERM, grace, SIGKILL)
 
 
 class LocalBackend(Backend):
@@ -157,7 +166,7 @@ class LocalBackend(Backend):
         await self._schedule()
 
     async def close(self) -> None:
-        watchers = [t.watcher for t in self._running.values() if t.watcher]
+        watchers = [task for t in self._running.values() for task in (t.watcher, t.stopper) if task]
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -193,12 +202,13 @@ class LocalBackend(Backend):
                     task_id, Phase.cancelled, "Cancelled", "Cancelled before it started", only_from=Phase.pending
                 )
                 return await self.get(task_id)
-            self.store.update(task_id, cancel_requested=1)
+            self.store.update(task_id, cancel_requested=1, reason="CancelRequested", message=CANCELLING)
             trainer = self._running.get(task_id)
+            if trainer is not None and trainer.stopper is None:
+                (self.jobs_dir / task_id / CANCEL_FILE).touch()
+                trainer.stopper = asyncio.get_running_loop().create_task(self._stop(trainer))
         if trainer is None:
             self._finalize(task_id, None)
-        else:
-            await self._stop(trainer)
         return await self.get(task_id)
 
     async def logs(self, task_id: str, tail: int) -> LogTail:
@@ -246,6 +256,9 @@ class LocalBackend(Backend):
             if report is not None:
                 job.progress = report.progress
                 job.metrics = report.metrics or job.metrics
+            if job.reason == "CancelRequested":
+                job.progress = job.progress.model_copy(update={"message": job.message})
+            elif report is not None:
                 job.message = None  # the trainer's own message says more than "Started"
         return job
 
@@ -275,6 +288,7 @@ class LocalBackend(Backend):
             "--progress-file", str(job_dir / "progress.json"),
             "--log-file", str(job_dir / "trainer.log"),
             "--cache-dir", str(self.cache_dir),
+            "--cancel-file", str(job_dir / CANCEL_FILE),
         ]
 
     async def _launch(self, row: sqlite3.Row) -> None:
@@ -343,9 +357,9 @@ class LocalBackend(Backend):
         )
 
     async def _stop(self, trainer: _Trainer) -> None:
+        """SIGTERM, then SIGKILL after the grace period; the watcher finalizes the job."""
         kill_group(trainer.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(trainer.done.wait()), self.grace)
         except TimeoutError:
             kill_group(trainer.pid, signal.SIGKILL)
-            await asyncio.wait_for(asyncio.shield(trainer.done.wait()), 30)
