@@ -357,7 +357,7 @@ def test_sigterm_checkpoints_and_exits_75(preempted):
     state = preempted.payload["state"]
     assert 1 <= state["epoch"] < RESUMED_EPOCHS
     assert "SIGTERM received" in preempted.output
-    assert preempted.report["progress"]["message"].startswith("Preempted: checkpoint at")
+    assert preempted.report["progress"]["message"].startswith("Stopped (preemption or cancel): checkpoint at")
 
 
 def test_resume_after_sigterm_equals_the_straight_run(preempted, straight):

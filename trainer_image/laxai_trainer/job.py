@@ -47,7 +47,7 @@ from laxai_trainer.wandb_run import WandbRun, artifact_name
 log = logging.getLogger(__name__)
 
 #: Least seconds between two mid-epoch progress reports (each epoch end always reports).
-STEP_REPORT_SECONDS = 30.0
+STEP_REPORT_SECONDS = 5.0
 
 
 @dataclass
@@ -284,6 +284,8 @@ class Job:
             total_epochs=total,
             current_loss=record["train_loss"],
             best_loss=st.best_val_loss,
+            current_map=record["mAP"],
+            best_map=max(st.best_map, 0.0),
             metrics=best_metrics(st, self.run_uri),
             message=(
                 f"Epoch {record['epoch']}/{total}: train loss {record['train_loss']:.4f}, "
@@ -296,13 +298,15 @@ class Job:
 
     def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: float) -> None:
         now = time.monotonic()
-        if now - self._last_step_report < STEP_REPORT_SECONDS:
+        last = steps is not None and step >= steps  # validation follows: say so at once
+        if now - self._last_step_report < STEP_REPORT_SECONDS and not last:
             return
         self._last_step_report = now
+        total = self.config.training_kwargs.num_epochs
         of = f"/{steps}" if steps else ""
-        self.tracker.update(
-            message=f"Epoch {epoch}/{self.config.training_kwargs.num_epochs}, step {step}{of}: loss {loss:.4f}"
-        )
+        message = (f"Epoch {epoch}/{total}: validating" if last
+                   else f"Epoch {epoch}/{total}, step {step}{of}: batch loss {loss:.4f}")
+        self.tracker.step(epoch, step, steps, trainer.state.partial_seconds, message=message)
 
     def preempted(self, trainer: Trainer) -> None:
         st = trainer.state
