@@ -403,6 +403,21 @@ def test_loader_wiring_follows_training_kwargs(synth_root, tmp_path):
     assert summary["train"]["players"] == 12  # 3 frames x 4 players
 
 
+def test_num_workers_above_the_cpus_is_a_warning_in_log_and_status(synth_root, tmp_path, monkeypatch, caplog):
+    import laxai_trainer.job as job_module
+
+    monkeypatch.setattr(job_module, "available_cpus", lambda: 2)
+    job, reports = job_for(config(training_kwargs={"num_workers": 3}), synth_root, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        job.loaders(job.sync(), torch.device("cpu"))
+    assert "num_workers=3 exceeds the 2 CPU(s) available" in caplog.text
+    job.step_end(SimpleNamespace(state=SimpleNamespace(partial_seconds=1.0)), 1, 1, 10, 0.5)
+    assert "Warning: num_workers=3 exceeds the 2 CPU(s)" in reports[-1].progress.message
+    monkeypatch.setattr(job_module, "available_cpus", lambda: 3)
+    job.loaders(job.sync(), torch.device("cpu"))
+    assert job.workers_warning is None
+
+
 def test_random_mining_builds_triplet_loader(synth_root, tmp_path):
     job, _ = job_for(config(training_kwargs={"triplet_mining": "random"}), synth_root, tmp_path)
     train, _, _ = job.loaders(job.sync(), torch.device("cpu"))

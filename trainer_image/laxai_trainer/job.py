@@ -34,6 +34,7 @@ import torch
 
 from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
+from laxai_trainer.cpus import available_cpus, workers_warning
 from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 from laxai_trainer.errors import ConfigError
 from laxai_trainer.init_weights import InitSource, initialise
@@ -152,6 +153,7 @@ class Job:
             "torch": torch.__version__,
         }
         self._last_step_report = 0.0
+        self.workers_warning: str | None = None
 
     # ---- small helpers -----------------------------------------------------------------
 
@@ -213,6 +215,9 @@ class Job:
         val_loader = data.build_val_loader(val_index, tk, device)
         for loader in (train_loader, val_loader):
             ignore_sigterm_in_workers(loader)
+        self.workers_warning = workers_warning(tk.num_workers, available_cpus())
+        if self.workers_warning:
+            log.warning("%s", self.workers_warning)
         summary = {
             "datasets": [p.name for p in dataset_dirs],
             "train": train_index.summary(),
@@ -306,6 +311,8 @@ class Job:
         of = f"/{steps}" if steps else ""
         message = (f"Epoch {epoch}/{total}: validating" if last
                    else f"Epoch {epoch}/{total}, step {step}{of}: batch loss {loss:.4f}")
+        if self.workers_warning:  # on every step report: the reason this is slow
+            message += f"\nWarning: {self.workers_warning}"
         self.tracker.step(epoch, step, steps, trainer.state.partial_seconds, message=message)
 
     def preempted(self, trainer: Trainer) -> None:
@@ -341,7 +348,8 @@ class Job:
         self.write_meta(init_source=source.as_dict(), device=str(device), data=data_summary,
                         resumed_at_epoch=trainer.state.epoch if source.kind == "checkpoint" else None)
         self.tracker.update(
-            message=f"Training on {device} from {source.describe()}",
+            message=f"Training on {device} from {source.describe()}"
+            + (f"\nWarning: {self.workers_warning}" if self.workers_warning else ""),
             current_epoch=trainer.state.epoch,
             metrics=best_metrics(trainer.state, self.run_uri),
         )
