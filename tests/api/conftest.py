@@ -18,6 +18,8 @@ from laxai_api.settings import ApiSettings
 
 FAKE_TRAINER = f"{sys.executable} {Path(__file__).parent / 'fake_trainer.py'}"
 TERMINAL = {"completed", "failed", "cancelled"}
+#: Tenants local_settings gives a (empty) dataset folder; the fake trainer reads no data.
+DATASET_TENANTS = ("tenant1", "tenant2", "t1")
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +36,9 @@ def local_settings(tmp_path: Path, **overrides) -> ApiSettings:
         "trainer_command": FAKE_TRAINER, "cancel_grace_seconds": 3.0, "max_concurrent_jobs": 2,
     }
     values.update(overrides)
+    if "storage_root" not in overrides:  # the local backend refuses a tenant without datasets
+        for tenant in DATASET_TENANTS:
+            (tmp_path / "storage" / tenant / "datasets" / "frame_0000").mkdir(parents=True, exist_ok=True)
     return ApiSettings(**values)
 
 

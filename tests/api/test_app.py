@@ -111,6 +111,17 @@ async def test_invalid_bodies_list_every_field(api, body, fields):
         assert "training_kwargs.num_epoch" in error["message"]
 
 
+async def test_a_tenant_without_datasets_is_422_at_submit_on_the_local_backend(api):
+    response = await api.client.post("/api/v1/train", json={"tenant_id": "nodata", **SHORT})
+    if api.kind == "kubernetes":  # the trainer's storage is not the API's to read: it fails the job
+        assert response.status_code == 200
+        return
+    error = is_error(response, 422, "validation_error")
+    [entry] = error["details"]["errors"]
+    assert entry["field"] == "tenant_id" and "tenant 'nodata' has no datasets under" in entry["reason"]
+    assert "laxai-train synth" in entry["reason"]
+
+
 @pytest.mark.parametrize(("field", "value"), [("num_epochs", True), ("learning_rate", False), ("batch_size", True)])
 async def test_a_boolean_is_not_a_number(api, field, value):
     body = {"tenant_id": "tenant1", "training_kwargs": {field: value}}

@@ -31,11 +31,12 @@ from typing import Any
 
 from laxai_api.backends.base import Backend, JobPage, JobRecord, ListQuery, LogTail, tail_lines
 from laxai_api.backends.local_store import JobStore, record_from_row
-from laxai_api.errors import JobFinished, JobNotFound
+from laxai_api.errors import InvalidRequest, JobFinished, JobNotFound
 from laxai_api.settings import ApiSettings
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer import exit_codes
 from laxai_trainer.status import Phase, Progress, ProgressReport
+from laxai_trainer.sync import datasets_prefix
 
 #: Settings the trainer must not inherit.
 PRIVATE_ENV = ("LAXAI_API_KEYS", "LAXAI_API_KEYS_FILE")
@@ -99,6 +100,19 @@ def classify_exit(
 
 def _with_tail(message: str, tail: str) -> str:
     return f"{message}\n--- last log lines ---\n{tail}" if tail else message
+
+
+def missing_datasets(storage_root: str, tenant_id: str) -> str | None:
+    """Why a local storage root visibly has no dataset for the tenant (the trainer would fail
+    seconds later), else None. Remote roots (gs://) are left to the trainer: no network call here."""
+    if "://" in storage_root:
+        return None
+    folder = Path(storage_root) / datasets_prefix(tenant_id)
+    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
+        return None
+    return (f"tenant '{tenant_id}' has no datasets under {folder} "
+            f"(expected {folder}/{{dataset_id}}/{{train|val}}/{{player_id}}/*.jpg; "
+            f"`laxai-train synth --out {storage_root} --tenant {tenant_id}` makes a synthetic one)")
 
 
 def process_alive(pid: int, task_id: str) -> bool:
@@ -178,6 +192,9 @@ class LocalBackend(Backend):
     # ---- the interface --------------------------------------------------------------
 
     async def submit(self, task_id: str, spec: TrainingJobSpec) -> JobRecord:
+        if (missing := missing_datasets(self.storage_root, spec.tenant_id)) is not None:
+            raise InvalidRequest(missing, {"errors": [
+                {"location": ["body", "tenant_id"], "field": "tenant_id", "reason": missing, "type": "no_datasets"}]})
         self.store.insert(task_id, spec, "Training job queued")
         job = await self.get(task_id)  # as accepted (pending), even when it starts at once
         await self._schedule()
