@@ -219,7 +219,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = env_help(TrainerSettings)
+    epilog = env_help(TrainerSettings, unread=("backend",))
     parser = argparse.ArgumentParser(
         prog="laxai-train",
         description="Train LaxAI's player re-identification model (ResNet18 + CBAM, triplet loss).",
