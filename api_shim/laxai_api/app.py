@@ -294,11 +294,24 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
 
     @app.delete(
         f"{API_PREFIX}/{{task_id}}", response_model=TrainResponse, tags=["training"],
-        summary="Cancel a training job (the trainer stops; the record stays)",
+        summary="Cancel a training job (the trainer stops; the record stays), or purge a finished one",
+        description=(
+            "Cancel answers at once: the job stays running with progress.message 'Cancelling: …' until "
+            "the trainer has checkpointed and exited, then it is cancelled. With `purge=true` (local "
+            "backend) a finished job is removed instead: its record and its run folder (checkpoints, "
+            "model, logs); 409 while it or another job writing to that run is pending or running."
+        ),
         responses=_err(401, 404, 409, 422, 503),
     )
-    async def cancel_training_job(task_id: TaskId, caller: Caller) -> TrainResponse:
+    async def cancel_training_job(
+        task_id: TaskId,
+        caller: Caller,
+        purge: Annotated[bool, Query(description="Remove a finished job and its run folder (local backend).")] = False,
+    ) -> TrainResponse:
         job = await load_job(task_id, caller)
+        if purge:
+            job = await backend.purge(job.task_id)
+            return status_response(job, message=f"Job and run folder '{job.run_name}' removed")
         job = await backend.cancel(job.task_id)
         metrics.jobs_cancelled.labels(backend.name).inc()
         message = "Training job cancelled" if job.phase == Phase.cancelled else "Cancellation requested"

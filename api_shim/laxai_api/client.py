@@ -110,6 +110,9 @@ class LaxAIClient:
     async def cancel_training_job(self, task_id: str) -> dict[str, Any]:
         return await self._call("DELETE", f"/api/v1/train/{task_id}")
 
+    async def purge_training_job(self, task_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"/api/v1/train/{task_id}", params={"purge": "true"})
+
     async def get_logs(self, task_id: str, tail: int = 100) -> dict[str, Any]:
         return await self._call("GET", f"/api/v1/train/{task_id}/logs", params={"tail": tail})
 
@@ -188,6 +191,9 @@ class LaxAIClientSync:
 
     def cancel_training_job(self, task_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/v1/train/{task_id}")
+
+    def purge_training_job(self, task_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/train/{task_id}", params={"purge": "true"})
 
     def get_logs(self, task_id: str, tail: int = 100) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/train/{task_id}/logs", params={"tail": tail})

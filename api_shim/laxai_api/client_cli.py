@@ -198,6 +198,13 @@ def cmd_cancel(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rm(client: LaxAIClientSync, args: argparse.Namespace) -> int:
+    for task_id in args.task_ids:
+        response = client.purge_training_job(task_id)
+        print(f"{task_id}: {response['message']}")
+    return 0
+
+
 def cmd_wait(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     from laxai_api.progress_view import ProgressView, parse_time
 
@@ -278,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a job (answers at once; `laxai wait` follows it to cancelled)")
     cancel.add_argument("task_id", help="the job's task id")
 
+    rm = sub.add_parser("rm", help="remove finished jobs and their run folders (checkpoints, model, logs)")
+    rm.add_argument("task_ids", nargs="+", metavar="task_id", help="a finished job's task id")
+
     wait = sub.add_parser("wait", help="progress bar until the job ends; exit 0 only when completed")
     wait.add_argument("task_id", help="the job's task id")
     wait.add_argument("--interval", type=float, default=2.0, help="poll interval (default: %(default)s s)")
@@ -287,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "submit": cmd_submit, "status": cmd_status, "list": cmd_list,
-    "logs": cmd_logs, "cancel": cmd_cancel, "wait": cmd_wait,
+    "logs": cmd_logs, "cancel": cmd_cancel, "wait": cmd_wait, "rm": cmd_rm,
 }
 
 

@@ -285,6 +285,31 @@ async def test_cancel_running_then_finished_is_409(api):
     assert (await api.client.get(f"/api/v1/train/{task_id}")).json()["status"] == "cancelled"  # record stays
 
 
+async def test_purge_removes_a_finished_job_and_its_run_folder(api, tmp_path):
+    running = await api.running_job(extra={"custom_name": "old_run"})
+    if api.kind == "local":  # while it runs
+        is_error(await api.client.delete(f"/api/v1/train/{running}", params={"purge": "true"}), 409, "conflict")
+    else:  # no purge there: ttlSecondsAfterFinished and bucket lifecycle rules
+        api.kube.patch_status(TRAININGJOBS, NAMESPACE, running, {"phase": "cancelled"})
+        await wait_status(api.client, running, {"cancelled"})
+        error = is_error(await api.client.delete(f"/api/v1/train/{running}", params={"purge": "true"}),
+                         422, "validation_error")
+        assert error["details"]["errors"][0]["field"] == "purge"
+        return
+    await api.client.delete(f"/api/v1/train/{running}")
+    await wait_status(api.client, running, {"cancelled"})
+    run = tmp_path / "storage" / "tenant1" / "runs" / "old_run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"x" * 1000)
+    kept = tmp_path / "storage" / "tenant1" / "runs" / "other_run"
+    kept.mkdir(parents=True)
+    response = await api.client.delete(f"/api/v1/train/{running}", params={"purge": "true"})
+    assert response.status_code == 200 and "removed" in response.json()["message"], response.text
+    assert not run.exists() and kept.exists()
+    assert not (tmp_path / "home" / "jobs" / running).exists()
+    is_error(await api.client.get(f"/api/v1/train/{running}/status"), 404, "not_found")
+
+
 async def test_cancel_completed_is_409(api):
     task_id = await api.finished_job()
     is_error(await api.client.delete(f"/api/v1/train/{task_id}"), 409, "job_finished")

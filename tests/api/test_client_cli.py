@@ -133,6 +133,16 @@ def test_a_broken_job_file_is_an_error_naming_the_file(tmp_path, capsys, name, t
     assert code == 2 and said.replace("job.", str(tmp_path / "job.")) in err, err
 
 
+def test_rm_removes_a_finished_job(live_server, capsys):
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1", "--epochs", "1")
+    task_id = out.strip()
+    run(capsys, "--url", live_server.url, "wait", task_id, "--interval", "0.05")
+    code, out, _ = run(capsys, "--url", live_server.url, "rm", task_id)
+    assert code == 0 and "removed" in out
+    code, _, err = run(capsys, "--url", live_server.url, "status", task_id)
+    assert code == 1 and "404" in err
+
+
 def test_api_key_and_url_from_environment(live_server, capsys, monkeypatch):
     monkeypatch.setenv("LAXAI_API_URL", live_server.url)
     code, _, err = run(capsys, "list")

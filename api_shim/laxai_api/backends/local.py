@@ -31,11 +31,12 @@ from typing import Any
 
 from laxai_api.backends.base import Backend, JobPage, JobRecord, ListQuery, LogTail, tail_lines
 from laxai_api.backends.local_store import JobStore, record_from_row
-from laxai_api.errors import InvalidRequest, JobFinished, JobNotFound
+from laxai_api.errors import Conflict, InvalidRequest, JobFinished, JobNotFound
 from laxai_api.settings import ApiSettings
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer import exit_codes
 from laxai_trainer.status import Phase, Progress, ProgressReport
+from laxai_trainer.storage import open_storage
 from laxai_trainer.sync import datasets_prefix
 
 #: Settings the trainer must not inherit.
@@ -227,6 +228,34 @@ class LocalBackend(Backend):
         if trainer is None:
             self._finalize(task_id, None)
         return await self.get(task_id)
+
+    async def purge(self, task_id: str) -> JobRecord:
+        """Delete a finished job: its record, LAXAI_HOME/jobs/<task_id>/ and its run folder
+        ({root}/{tenant}/runs/{run_name}: checkpoints, model, logs). 409 while the job, or
+        another job writing to the same run folder, is pending or running."""
+        async with self._lock:
+            job = await self.get(task_id)
+            if not job.phase.terminal:
+                raise Conflict(f"Job '{task_id}' is {job.phase.value}: cancel it first",
+                               {"task_id": task_id, "status": job.phase.value, "error_type": "job_active"})
+            for phase in (Phase.pending, Phase.running):
+                for row in self.store.rows_in(phase):
+                    other = record_from_row(row)
+                    if other.tenant_id == job.tenant_id and other.run_name == job.run_name:
+                        raise Conflict(
+                            f"Job '{other.task_id}' is writing to run '{job.run_name}'",
+                            {"task_id": other.task_id, "custom_name": job.run_name, "error_type": "run_name_in_use"})
+            await asyncio.to_thread(self._remove_files, job)
+            self.store.delete(task_id)
+        return job
+
+    def _remove_files(self, job: JobRecord) -> None:
+        shutil.rmtree(self.jobs_dir / job.task_id, ignore_errors=True)
+        storage = open_storage(self.storage_root)
+        for info in storage.list_files(f"{job.tenant_id}/runs/{job.run_name}"):
+            storage.delete(info.path)
+        if (folder := storage.local_path(f"{job.tenant_id}/runs/{job.run_name}")) is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # the empty folders left
 
     async def logs(self, task_id: str, tail: int) -> LogTail:
         self._row(task_id)
