@@ -3,10 +3,10 @@
 Three trained runs are shared by the tests of this module (CPU time is the constraint):
 
 - ``straight``: 5 epochs on a local root (TrainingJob YAML, save_intermediate, wandb offline);
-- ``gcs_resumed``: 2 epochs on a fake-gcs ``gs://`` root, then resumed to 4 from the GCS
-  checkpoint — its 4 epochs must equal the first 4 of ``straight``;
+- ``gcs_resumed``: 1 epoch on a fake-gcs ``gs://`` root, then resumed to 2 from the GCS
+  checkpoint — its 2 epochs must equal the first 2 of ``straight``;
 - ``preempted``: the console script as a subprocess, SIGTERM once epoch 1 is reported →
-  exit 75 and a checkpoint; then resumed to 4 — again equal to ``straight``.
+  exit 75 and a checkpoint; then resumed to 3 — again equal to ``straight``.
 
 The data is open-set (tests/trainer/open_set.py): val players are identities never trained on,
 and five epochs visibly lift their val mAP.
@@ -48,7 +48,11 @@ from tests.trainer.wandb_records import find_run_files, read_run
 pytestmark = pytest.mark.slow
 
 EPOCHS = 5
-RESUMED_EPOCHS = 4
+#: The resume runs train only as far as their point needs (CPU time): the GCS run 1 epoch,
+#: then resumed to 2; the preempted run is stopped in epoch 2 of 3 (a whole epoch of margin
+#: for the SIGTERM to land before the run would finish).
+GCS_EPOCHS = (1, 2)
+PREEMPTED_EPOCHS = 3
 BASE = {
     "tenant_id": TENANT,
     "verbose": True,
@@ -157,10 +161,10 @@ def gcs_resumed(fake_gcs, tmp_path_factory, data_root):
         local = data_root / TENANT
         storage.upload_many([(p, p.relative_to(data_root).as_posix()) for p in local.rglob("*") if p.is_file()])
         first = run_cli(work / "first", config(custom_name="resumed", save_intermediate=False,
-                                               training_kwargs={"num_epochs": 2}), root, env)
+                                               training_kwargs={"num_epochs": GCS_EPOCHS[0]}), root, env)
         after_first = {f.path for f in storage.list_files(f"{TENANT}/runs/resumed")}
         second = run_cli(work / "second", config(custom_name="resumed", save_intermediate=False,
-                                                 training_kwargs={"num_epochs": RESUMED_EPOCHS}), root, env)
+                                                 training_kwargs={"num_epochs": GCS_EPOCHS[1]}), root, env)
         prefix = f"{TENANT}/runs/resumed"
         yield SimpleNamespace(
             codes=(first, second), storage=storage, prefix=prefix, after_first=after_first,
@@ -177,7 +181,7 @@ def preempted(data_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("preempted")
     root = work / "root"
     shutil.copytree(data_root, root)
-    doc = config(custom_name="preempted", save_intermediate=False, training_kwargs={"num_epochs": RESUMED_EPOCHS})
+    doc = config(custom_name="preempted", save_intermediate=False, training_kwargs={"num_epochs": PREEMPTED_EPOCHS})
     (work / "config.json").write_text(json.dumps(doc))
     progress = work / "progress.json"
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONUNBUFFERED": "1"}
@@ -344,8 +348,8 @@ def test_gcs_run_writes_checkpoints_and_outputs_to_the_bucket(gcs_resumed):
 def test_resume_from_a_gcs_checkpoint_equals_the_straight_run(gcs_resumed, straight):
     assert gcs_resumed.run_meta["init_source"]["kind"] == "checkpoint"
     assert gcs_resumed.run_meta["init_source"]["uri"].startswith("gs://")
-    assert gcs_resumed.run_meta["resumed_at_epoch"] == 2
-    assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
+    assert gcs_resumed.run_meta["resumed_at_epoch"] == GCS_EPOCHS[0]
+    assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"][:GCS_EPOCHS[1]])
     # best.pt was removed after the first finish (no save_intermediate): the best weights so far
     # came back from that finish's final model
     log = gcs_resumed.storage.read_bytes(f"{gcs_resumed.prefix}/logs/trainer.log").decode()
@@ -355,7 +359,7 @@ def test_resume_from_a_gcs_checkpoint_equals_the_straight_run(gcs_resumed, strai
 def test_sigterm_checkpoints_and_exits_75(preempted):
     assert preempted.code == exit_codes.RETRY, preempted.output[-3000:]
     state = preempted.payload["state"]
-    assert 1 <= state["epoch"] < RESUMED_EPOCHS
+    assert 1 <= state["epoch"] < PREEMPTED_EPOCHS
     assert "SIGTERM received" in preempted.output
     assert preempted.report["progress"]["message"].startswith("Stopped (preemption or cancel): checkpoint at")
 
@@ -363,7 +367,7 @@ def test_sigterm_checkpoints_and_exits_75(preempted):
 def test_resume_after_sigterm_equals_the_straight_run(preempted, straight):
     assert preempted.resumed == exit_codes.OK
     assert read_json(preempted.run / "run.json")["init_source"]["kind"] == "checkpoint"
-    assert_same_epochs(preempted.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
+    assert_same_epochs(preempted.metrics["epochs"], straight.metrics["epochs"][:PREEMPTED_EPOCHS])
 
 
 # ---- wiring checks without training ------------------------------------------------------
