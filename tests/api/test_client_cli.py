@@ -162,3 +162,41 @@ def test_api_key_and_url_from_environment(live_server, capsys, monkeypatch):
 )
 def test_new_lines(previous, current, new):
     assert new_lines(previous, current) == new
+
+
+def test_wait_in_a_terminal_redraws_in_place_with_a_ticking_clock(live_server, capsys):
+    """`laxai wait` as a user runs it: its own process, stderr a pseudo-terminal."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    code, out, _ = run(capsys, "--url", live_server.url, "submit", "--tenant", "tenant1", "--epochs", "50",
+                       "--set", "wandb_tags=[fake-sleep=0.1]")
+    task_id = out.strip()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "laxai_api.client_cli", "--url", live_server.url, "wait",
+                             task_id, "--interval", "0.5"], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data.decode(errors="replace"))
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = "".join(chunks)
+    assert "\x1b[2F" in text and "\x1b[K" in text  # redrawn in place, not one line per poll
+    import re
+
+    clock = sorted(set(re.findall(r"elapsed (\d+:\d\d)", text)))
+    assert len(clock) >= 3, clock  # the clock ticks (every second, polls every 0.5 s)
+    assert "running | epoch" in text and f"{task_id}: completed" in text
