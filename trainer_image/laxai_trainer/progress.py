@@ -176,7 +176,7 @@ class TqdmReporter:
         fraction = (p.current_step or 0) / p.total_steps if p.total_steps else 0.0
         self._bar.n = round((p.current_epoch or 0) + fraction, 3)
         self._bar.set_postfix_str(format_numbers(p), refresh=False)
-        self._message.set_description_str(p.message or "", refresh=False)
+        self._message.set_description_str(" — ".join((p.message or "").splitlines()), refresh=False)
         self._bar.refresh()
         self._message.refresh()
         if p.status.terminal:
