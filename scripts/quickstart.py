@@ -1,8 +1,9 @@
 """The local quickstart: the seed's example request, end to end, on this machine.
 
 Generates a synthetic dataset for tenant1, starts ``laxai-api --backend local`` on
-loopback, submits exactly ``examples/seed_request.json`` (the README's curl body; only
-``num_epochs`` may be lowered with ``--epochs``), follows progress with a live bar,
+loopback, submits ``examples/seed_request.json`` (the README's curl body; ``num_epochs``
+lowered with ``--epochs``, and ``num_workers`` set to what this machine's CPUs can feed),
+follows progress with a live bar,
 prints the final metrics and where the model and checkpoints are, and stops the API.
 Run again with the same home, the finished run is 409 ``run_already_finished``: the script
 then resubmits with ``resume_from_checkpoint: false`` (the earlier run is archived).
@@ -24,10 +25,13 @@ import time
 from pathlib import Path
 
 import httpx
-from tqdm import tqdm
+
+from laxai_api.progress_view import ProgressView
+from laxai_trainer.cpus import available_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_REQUEST = ROOT / "examples" / "seed_request.json"
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=3, help="synthetic frame datasets")
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help="training_kwargs.num_workers (default: the CPUs available minus one, at most 4)")
     return parser.parse_args(argv)
 
 
@@ -49,9 +55,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def seed_request(epochs: int) -> dict:
+def quick_workers(cpus: int) -> int:
+    """DataLoader workers that do not slow this machine down: one CPU stays for training."""
+    return min(max(cpus - 1, 0), 4)
+
+
+def seed_request(epochs: int, num_workers: int) -> dict:
     body = json.loads(SEED_REQUEST.read_text())
     body["training_kwargs"]["num_epochs"] = epochs
+    # The example leaves num_workers at its default (8): 9 processes crawl on a 2-core laptop.
+    body["training_kwargs"]["num_workers"] = num_workers
     return body
 
 
@@ -92,32 +105,22 @@ def wait_healthy(client: httpx.Client, proc: subprocess.Popen, log_path: Path, t
     raise SystemExit(f"laxai-api did not become healthy in {timeout:.0f}s; see {log_path}")
 
 
-def follow(client: httpx.Client, task_id: str, total: int, timeout: float) -> dict:
-    """Poll the status endpoint, drawing epoch, loss and best loss, until a final status."""
+def follow(client: httpx.Client, task_id: str, timeout: float) -> dict:
+    """Poll the status every second and draw it (laxai_api.progress_view: steps, labelled
+    numbers, the trainer's ETA, the whole message; one line per change when piped)."""
     deadline = time.monotonic() + timeout
-    bar = tqdm(total=total, unit="epoch", desc="pending", dynamic_ncols=True)
-    shown = None
+    view = ProgressView(sys.stderr)
     try:
         while True:
             status = client.get(f"/api/v1/train/{task_id}/status").json()
-            progress = status["progress"]
-            view = (progress["status"], progress.get("current_epoch"), progress.get("current_loss"),
-                    progress.get("best_loss"), progress.get("message"))
-            if view != shown:  # redraw on change only: quiet when piped to a file
-                shown = view
-                bar.set_description(progress["status"])
-                bar.n = progress.get("current_epoch") or 0
-                bar.set_postfix_str(
-                    f"loss={_fmt(progress.get('current_loss'))} best={_fmt(progress.get('best_loss'))} "
-                    f"{(progress.get('message') or '')[:50]}"
-                )
-            if progress["status"] in ("completed", "failed", "cancelled"):
+            view.update(status)
+            if status["status"] in TERMINAL:
                 return status
             if time.monotonic() > deadline:
-                raise SystemExit(f"timed out after {timeout:.0f}s; job {task_id} is {progress['status']}")
+                raise SystemExit(f"timed out after {timeout:.0f}s; job {task_id} is {status['status']}")
             time.sleep(1)
     finally:
-        bar.close()
+        view.close()
 
 
 def _fmt(value: float | None) -> str:
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     submitted = False  # from the moment the POST is sent until the job has finished
     try:
         wait_healthy(client, proc, log_path)
-        body = seed_request(args.epochs)
+        body = seed_request(args.epochs, quick_workers(available_cpus()) if args.num_workers is None else args.num_workers)
         print("==> POST /api/v1/train", json.dumps(body))
         submitted = True
         accepted = client.post("/api/v1/train", json=body)
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"submit failed: {accepted.status_code} {accepted.text}")
         task_id = accepted.json()["task_id"]
         print(f"    task_id: {task_id}")
-        final = follow(client, task_id, args.epochs, args.timeout)
+        final = follow(client, task_id, args.timeout)
         submitted = False  # finished: nothing left to cancel
         return report(final, client.get(f"/api/v1/train/{final['task_id']}").json(), storage)
     except KeyboardInterrupt:
@@ -173,11 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         stop(proc)
 
 
-def cancel_active(client: httpx.Client) -> None:
+def cancel_active(client: httpx.Client, timeout: float = 60) -> None:
     """The local API leaves trainers running across its own restarts, so cancel them first:
     DELETE stops a trainer's process group (SIGTERM, then SIGKILL after a grace period).
     Every pending or running job of this quickstart's own API is cancelled, so an interrupt
     that lands before the POST's answer leaves no trainer behind either."""
+    cancelling: list[str] = []
     for status in ("pending", "running"):  # queued first: a freed slot would start one
         try:
             jobs = client.get("/api/v1/train/jobs", params={"status": status, "limit": 1000}).json()["jobs"]
@@ -186,9 +190,20 @@ def cancel_active(client: httpx.Client) -> None:
             continue
         for job in jobs:
             try:
-                client.delete(f"/api/v1/train/{job['task_id']}", timeout=60)
+                client.delete(f"/api/v1/train/{job['task_id']}")
+                cancelling.append(job["task_id"])
             except httpx.HTTPError as exc:
                 print(f"warning: could not cancel {job['task_id']}: {exc}", file=sys.stderr)
+    # DELETE answers at once; the trainers checkpoint and exit within the API's grace period.
+    deadline = time.monotonic() + timeout
+    for task_id in cancelling:
+        while time.monotonic() < deadline:
+            try:
+                if client.get(f"/api/v1/train/{task_id}/status").json()["status"] in TERMINAL:
+                    break
+            except (httpx.HTTPError, ValueError, KeyError):
+                break
+            time.sleep(0.2)
 
 
 def report(final: dict, detail: dict, storage: Path) -> int:

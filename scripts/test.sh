@@ -8,8 +8,14 @@ cd "$(dirname "$0")/.."
 echo "==> fetching tools the tests use (helm, kubectl, checkov); tests skip with a reason where one is missing"
 python -m tests.helm.tools fetch || echo "warning: some tools could not be fetched; their tests will skip"
 
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "==> installing chromium (the /docs and /redoc browser test); it skips where this fails"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+    || echo "warning: chromium could not be installed; the browser test will skip"
+fi
+
 echo "==> ruff"
 ruff check .
 
 echo "==> pytest"
-python -m pytest "$@"
+python -m pytest --durations=25 "$@"

@@ -9,4 +9,6 @@ echo "==> installing laxai-training[$1] into .venv"
 python -m pip install -q --upgrade pip
 # The torch pair first, pinned: a CUDA build that also runs on CPU (served from local disk where available).
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[$1]"
+# A regular install (rebuilt on every run): an editable one prints setuptools' notice box;
+# the tests import the source tree anyway (pytest pythonpath in pyproject.toml).
+python -m pip install -q ".[$1]"

@@ -56,6 +56,11 @@ BAD_VALUES = [
     ("verbose", "loud"),
     ("wandb_tags", "not-a-list"),
     ("wandb_tags", [""]),
+    # A boolean is never a number (pydantic's lax mode read true as 1; the CRD rejects it too).
+    ("training_kwargs.num_epochs", True),
+    ("training_kwargs.learning_rate", False),
+    ("model_kwargs.embedding_dim", True),
+    ("frames", True),
     ("training_kwargs.num_epochs", 0),
     ("training_kwargs.num_epochs", -5),
     ("training_kwargs.batch_size", 0),

@@ -26,7 +26,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from laxai_api import errors, tenant_policy
+from laxai_api import docs_pages, errors, tenant_policy
 from laxai_api.auth import KeyStore, Principal, authenticate
 from laxai_api.backends import make_backend
 from laxai_api.backends.base import Backend, JobRecord, ListQuery, valid_task_id
@@ -181,7 +181,10 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             "`details.fields` naming each one. Admin keys (and no-auth local mode) set any field."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    docs_pages.install(app)
     app.state.settings, app.state.backend, app.state.keys, app.state.metrics = settings, backend, keys, metrics
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -311,11 +314,24 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
 
     @app.delete(
         f"{API_PREFIX}/{{task_id}}", response_model=TrainResponse, tags=["training"],
-        summary="Cancel a training job (the trainer stops; the record stays)",
+        summary="Cancel a training job (the trainer stops; the record stays), or purge a finished one",
+        description=(
+            "Cancel answers at once: the job stays running with progress.message 'Cancelling: …' until "
+            "the trainer has checkpointed and exited, then it is cancelled. With `purge=true` (local "
+            "backend) a finished job is removed instead: its record and its run folder (checkpoints, "
+            "model, logs); 409 while it or another job writing to that run is pending or running."
+        ),
         responses=_err(401, 404, 409, 422, 503),
     )
-    async def cancel_training_job(task_id: TaskId, caller: Caller) -> TrainResponse:
+    async def cancel_training_job(
+        task_id: TaskId,
+        caller: Caller,
+        purge: Annotated[bool, Query(description="Remove a finished job and its run folder (local backend).")] = False,
+    ) -> TrainResponse:
         job = await load_job(task_id, caller)
+        if purge:
+            job = await backend.purge(job.task_id)
+            return status_response(job, message=f"Job and run folder '{job.run_name}' removed")
         job = await backend.cancel(job.task_id)
         metrics.jobs_cancelled.labels(backend.name).inc()
         message = "Training job cancelled" if job.phase == Phase.cancelled else "Cancellation requested"

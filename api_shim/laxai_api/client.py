@@ -31,6 +31,17 @@ class LaxAIError(Exception):
         super().__init__(f"{status_code} {self.error}: {self.message}")
 
 
+def transport_error(base_url: str, exc: httpx.HTTPError) -> LaxAIError:
+    """No answer from the API: say which URL, and how to start one or point elsewhere."""
+    hint = ""
+    if isinstance(exc, httpx.ConnectError):
+        hint = (f"; nothing answers at {base_url}: start the API (`laxai-api --backend local --port 8000`) "
+                "or point to it with --url / LAXAI_API_URL")
+    return LaxAIError(0, {"error": "connection_error",
+                          "message": f"{base_url}: {str(exc) or type(exc).__name__}{hint}",
+                          "details": {"url": base_url}})
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"X-API-Key": api_key} if api_key else {}
 
@@ -76,7 +87,7 @@ class LaxAIClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise LaxAIError(0, {"error": "connection_error", "message": str(exc) or type(exc).__name__}) from exc
+            raise transport_error(self.base_url, exc) from exc
         return _result(response)
 
     async def start_training(self, request: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
@@ -98,6 +109,9 @@ class LaxAIClient:
 
     async def cancel_training_job(self, task_id: str) -> dict[str, Any]:
         return await self._call("DELETE", f"/api/v1/train/{task_id}")
+
+    async def purge_training_job(self, task_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"/api/v1/train/{task_id}", params={"purge": "true"})
 
     async def get_logs(self, task_id: str, tail: int = 100) -> dict[str, Any]:
         return await self._call("GET", f"/api/v1/train/{task_id}/logs", params={"tail": tail})
@@ -157,7 +171,7 @@ class LaxAIClientSync:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise LaxAIError(0, {"error": "connection_error", "message": str(exc) or type(exc).__name__}) from exc
+            raise transport_error(self.base_url, exc) from exc
         return _result(response)
 
     def start_training(self, request: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
@@ -177,6 +191,9 @@ class LaxAIClientSync:
 
     def cancel_training_job(self, task_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/v1/train/{task_id}")
+
+    def purge_training_job(self, task_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/train/{task_id}", params={"purge": "true"})
 
     def get_logs(self, task_id: str, tail: int = 100) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/train/{task_id}/logs", params={"tail": tail})

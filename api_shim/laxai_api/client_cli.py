@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from laxai_api.client import TERMINAL, LaxAIClientSync, LaxAIError
+from laxai_api.client import DEFAULT_URL, TERMINAL, LaxAIClientSync, LaxAIError
 
 #: --flag -> (section, key) of the request.
 OVERRIDES = {
@@ -26,16 +26,33 @@ OVERRIDES = {
 FOLLOW_WINDOW = 1000
 
 
+def parse_document(text: str, name: str) -> Any:
+    """JSON when it looks like JSON (a trailing comma is then a JSON error, not a YAML string), else YAML;
+    errors name the file."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValueError(f"{name}: invalid YAML{where}: {problem}") from None
+
+
 def load_request(path: str) -> dict[str, Any]:
     """A request from a file: a TrainingJob manifest (its spec is used), a spec, or a seed body."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    doc = yaml.safe_load(text)
+    name = "<stdin>" if path == "-" else path
+    doc = parse_document(sys.stdin.read() if path == "-" else Path(path).read_text(), name)
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping (a TrainingJob, its spec, or a training request)")
+        raise ValueError(f"{name}: expected a mapping (a TrainingJob, its spec, or a training request)")
     if "spec" in doc and ("kind" in doc or "apiVersion" in doc):
         doc = doc["spec"]
         if not isinstance(doc, dict):
-            raise ValueError(f"{path}: spec must be a mapping")
+            raise ValueError(f"{name}: spec must be a mapping")
     return doc
 
 
@@ -101,9 +118,36 @@ def cmd_submit(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_lines(body: dict[str, Any]) -> list[str]:
+    """A status (or detail) response, readable: what `laxai status` prints without --json."""
+    from laxai_api.progress_view import numbers_line
+    from laxai_trainer.status import Progress
+
+    p = Progress.model_validate(body["progress"])
+    out = [f"{body['task_id']}: {body['status']}", f"  {numbers_line(p, time.time())}"]
+    message = body.get("message") or ""
+    out += [f"  {line}" for line in message.splitlines()[:1]]
+    if p.message and p.message != message:
+        out.append(f"  trainer: {p.message.splitlines()[0]}")
+    for key in ("tenant_id", "run_name", "reason", "created_at", "started_at", "completed_at", "attempts"):
+        if body.get(key) not in (None, ""):
+            out.append(f"  {key}: {body[key]}")
+    metrics = body.get("metrics") or {}
+    if metrics:
+        out.append("  metrics: " + "  ".join(f"{k} {_fmt(metrics.get(k))}" for k in ("rank1", "rank5", "mAP")
+                                             if metrics.get(k) is not None))
+        for key in ("model_uri", "run_uri"):
+            if metrics.get(key):
+                out.append(f"  {key.removesuffix('_uri')}: {metrics[key]}")
+    return out
+
+
 def cmd_status(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     body = client.get_training_job(args.task_id) if args.detail else client.get_training_status(args.task_id)
-    _print_json(body)
+    if args.json:
+        _print_json(body)
+    else:
+        print("\n".join(summary_lines(body)))
     return 0
 
 
@@ -118,12 +162,12 @@ def cmd_list(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"total_jobs": total, "jobs": jobs})
         return 0
-    print(f"{'TASK_ID':<38} {'TENANT':<16} {'STATUS':<10} {'EPOCH':>9} {'LOSS':>9} {'BEST':>9}  CREATED")
+    print(f"{'TASK_ID':<38} {'TENANT':<16} {'STATUS':<10} {'EPOCH':>9} {'TRAIN_LOSS':>10} {'BEST_mAP':>9}  CREATED")
     for job in jobs:
         p = job["progress"]
         epoch = f"{p.get('current_epoch') or 0}/{p.get('total_epochs') or '?'}"
         print(f"{job['task_id']:<38} {job['tenant_id']:<16} {job['status']:<10} {epoch:>9} "
-              f"{_fmt(p.get('current_loss')):>9} {_fmt(p.get('best_loss')):>9}  {job.get('created_at') or ''}")
+              f"{_fmt(p.get('current_loss')):>10} {_fmt(p.get('best_map')):>9}  {job.get('created_at') or ''}")
     print(f"{len(jobs)} of {total} jobs" + (" (more: --all)" if token and not args.all else ""), file=sys.stderr)
     return 0
 
@@ -149,34 +193,39 @@ def cmd_logs(client: LaxAIClientSync, args: argparse.Namespace) -> int:
 
 def cmd_cancel(client: LaxAIClientSync, args: argparse.Namespace) -> int:
     response = client.cancel_training_job(args.task_id)
-    print(f"{response['task_id']}: {response['status']} ({response['message']})")
+    said = response["progress"].get("message") if response["status"] == "running" else response["message"]
+    print(f"{response['task_id']}: {response['status']} ({said or response['message']})")
+    return 0
+
+
+def cmd_rm(client: LaxAIClientSync, args: argparse.Namespace) -> int:
+    for task_id in args.task_ids:
+        response = client.purge_training_job(task_id)
+        print(f"{task_id}: {response['message']}")
     return 0
 
 
 def cmd_wait(client: LaxAIClientSync, args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from laxai_api.progress_view import ProgressView, parse_time
 
-    bar = tqdm(total=None, unit="epoch", desc="pending", file=sys.stderr, dynamic_ncols=True)
-    interactive = sys.stderr.isatty()
-    last: list[Any] = []
-
-    def show(status: dict[str, Any]) -> None:
-        p = status["progress"]
-        state = [status["status"], p.get("current_epoch"), p.get("total_epochs"), p.get("current_loss"), p.get("best_loss")]
-        if state == last and not interactive:
-            return  # in a log file, one line per change (a terminal redraws to tick the clock)
-        last[:] = state
-        if p.get("total_epochs") and bar.total != p["total_epochs"]:
-            bar.total = p["total_epochs"]
-        bar.n = p.get("current_epoch") or 0
-        bar.set_description(status["status"])
-        bar.set_postfix(loss=_fmt(p.get("current_loss")), best=_fmt(p.get("best_loss")), refresh=False)
-        bar.refresh()
-
+    first = client.get_training_job(args.task_id)  # an unknown id is a 404 before anything is drawn
+    view = ProgressView(sys.stderr, started_at=parse_time(first.get("started_at")))
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    status, next_poll = first, time.monotonic() + args.interval
     try:
-        final = client.wait_for_completion(args.task_id, on_progress=show, poll_interval=args.interval, timeout=args.timeout)
+        view.update(status)
+        while status["status"] not in TERMINAL:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {args.task_id} still {status['status']} after {args.timeout} s")
+            time.sleep(max(min(1.0, next_poll - time.monotonic()), 0.0))
+            if time.monotonic() >= next_poll:
+                status, next_poll = client.get_training_status(args.task_id), time.monotonic() + args.interval
+                view.update(status)
+            else:
+                view.tick()  # the clock and ETA move between polls
     finally:
-        bar.close()
+        view.close()
+    final = status
     print(f"{args.task_id}: {final['status']} ({final['message'].splitlines()[0] if final['message'] else ''})")
     if final["status"] == "completed":
         metrics = client.get_training_job(args.task_id).get("metrics") or {}
@@ -189,10 +238,13 @@ def cmd_wait(client: LaxAIClientSync, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="laxai", description="Submit, follow and cancel LaxAI training jobs.")
-    parser.add_argument("--url", help="API URL (env LAXAI_API_URL, default http://localhost:8000)")
-    parser.add_argument("--api-key", help="API key (env LAXAI_API_KEY)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds")
+    parser = argparse.ArgumentParser(
+        prog="laxai", description="Submit, follow and cancel LaxAI training jobs.",
+        epilog="Settings read: LAXAI_API_URL (--url), LAXAI_API_KEY (--api-key).",
+    )
+    parser.add_argument("--url", help=f"API URL (default: LAXAI_API_URL, else {DEFAULT_URL})")
+    parser.add_argument("--api-key", help="API key (default: LAXAI_API_KEY)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="start a training job; prints its task id")
@@ -208,39 +260,44 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--set", action="append", metavar="KEY=VALUE", help="any field, dotted (training_kwargs.margin=0.3)")
     submit.add_argument("--idempotency-key", help="retrying with the same key returns the first job")
     submit.add_argument("--wait", action="store_true", help="then follow it like `laxai wait`")
-    submit.add_argument("--interval", type=float, default=2.0, help="poll interval with --wait")
+    submit.add_argument("--interval", type=float, default=2.0, help="poll interval with --wait (default: %(default)s s)")
     submit.add_argument("--json", action="store_true", help="print the whole response")
 
-    status = sub.add_parser("status", help="a job's status and progress (JSON)")
-    status.add_argument("task_id")
+    status = sub.add_parser("status", help="a job's status and progress, readable (--json: the raw body)")
+    status.add_argument("task_id", help="the job's task id")
     status.add_argument("--detail", action="store_true", help="spec, conditions, timestamps, metrics too")
+    status.add_argument("--json", action="store_true", help="print the response body as JSON")
 
     lst = sub.add_parser("list", help="jobs, newest first")
-    lst.add_argument("--status", choices=["pending", "running", "completed", "failed", "cancelled"])
-    lst.add_argument("--tenant")
-    lst.add_argument("--limit", type=int, default=100)
+    lst.add_argument("--status", choices=["pending", "running", "completed", "failed", "cancelled"],
+                     help="only jobs in this status")
+    lst.add_argument("--tenant", help="only this tenant's jobs")
+    lst.add_argument("--limit", type=int, default=100, help="jobs per page (default: %(default)s)")
     lst.add_argument("--all", action="store_true", help="every page")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="print the jobs as JSON")
 
     logs = sub.add_parser("logs", help="the trainer's log")
-    logs.add_argument("task_id")
-    logs.add_argument("--tail", type=int, default=100)
+    logs.add_argument("task_id", help="the job's task id")
+    logs.add_argument("--tail", type=int, default=100, help="lines from the end (default: %(default)s)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
-    logs.add_argument("--interval", type=float, default=2.0)
+    logs.add_argument("--interval", type=float, default=2.0, help="poll interval with -f (default: %(default)s s)")
 
-    cancel = sub.add_parser("cancel", help="cancel a job")
-    cancel.add_argument("task_id")
+    cancel = sub.add_parser("cancel", help="cancel a job (answers at once; `laxai wait` follows it to cancelled)")
+    cancel.add_argument("task_id", help="the job's task id")
+
+    rm = sub.add_parser("rm", help="remove finished jobs and their run folders (checkpoints, model, logs)")
+    rm.add_argument("task_ids", nargs="+", metavar="task_id", help="a finished job's task id")
 
     wait = sub.add_parser("wait", help="progress bar until the job ends; exit 0 only when completed")
-    wait.add_argument("task_id")
-    wait.add_argument("--interval", type=float, default=2.0)
+    wait.add_argument("task_id", help="the job's task id")
+    wait.add_argument("--interval", type=float, default=2.0, help="poll interval (default: %(default)s s)")
     wait.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     return parser
 
 
 COMMANDS = {
     "submit": cmd_submit, "status": cmd_status, "list": cmd_list,
-    "logs": cmd_logs, "cancel": cmd_cancel, "wait": cmd_wait,
+    "logs": cmd_logs, "cancel": cmd_cancel, "wait": cmd_wait, "rm": cmd_rm,
 }
 
 

@@ -106,7 +106,17 @@ def error_body(error: str, message: str, details: dict[str, Any] | None = None) 
 
 def _reason(err: dict[str, Any]) -> str:
     if err.get("type") == "extra_forbidden":
-        return f"unknown field '{err['loc'][-1]}'" if err.get("loc") else "unknown field"
+        loc = err.get("loc") or ()
+        if not loc:
+            return "unknown field"
+        reason = f"unknown field '{loc[-1]}'"
+        if loc[0] == "body":  # the only body is a training request
+            from laxai_api.schemas import TrainRequest
+            from laxai_trainer.field_names import did_you_mean
+
+            if (close := did_you_mean(TrainRequest, loc[1:])) is not None:
+                reason += f"; did you mean '{close}'?"
+        return reason
     return str(err.get("msg", "invalid value"))
 
 

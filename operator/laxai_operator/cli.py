@@ -37,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
             "With LAXAI_LEADER_ELECTION=true it first waits for the leader Lease. "
             "Credentials: in-cluster, else KUBECONFIG."
         ),
-        epilog=env_help(OperatorSettings),
+        epilog=env_help(OperatorSettings, unread=("backend", "home")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--verbose", action="store_true", help="log at debug level")
-    run.add_argument("--log-format", choices=["json", "plain", "full"], default="json", help="log format (json)")
+    run.add_argument("--log-format", choices=["json", "plain", "full"], default="json", help="log format (default: %(default)s)")
     return parser
 
 

@@ -18,6 +18,8 @@ from laxai_api.settings import ApiSettings
 
 FAKE_TRAINER = f"{sys.executable} {Path(__file__).parent / 'fake_trainer.py'}"
 TERMINAL = {"completed", "failed", "cancelled"}
+#: Tenants local_settings gives a (empty) dataset folder; the fake trainer reads no data.
+DATASET_TENANTS = ("tenant1", "tenant2", "t1")
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +36,23 @@ def local_settings(tmp_path: Path, **overrides) -> ApiSettings:
         "trainer_command": FAKE_TRAINER, "cancel_grace_seconds": 3.0, "max_concurrent_jobs": 2,
     }
     values.update(overrides)
+    if "storage_root" not in overrides:  # the local backend refuses a tenant without datasets
+        for tenant in DATASET_TENANTS:
+            (tmp_path / "storage" / tenant / "datasets" / "frame_0000").mkdir(parents=True, exist_ok=True)
     return ApiSettings(**values)
+
+
+async def stop_all(backend: Backend) -> None:
+    """Cancel every trainer the local backend runs and wait for each to exit (cancel itself
+    answers at once)."""
+    from laxai_api.errors import JobFinished
+
+    for trainer in list(getattr(backend, "_running", {}).values()):
+        try:
+            await backend.cancel(trainer.task_id)
+        except JobFinished:
+            pass
+        await asyncio.wait_for(trainer.done.wait(), 60)
 
 
 @asynccontextmanager
@@ -129,9 +147,7 @@ async def harness_for(kind: str, tmp_path: Path, kube, headers=None, **overrides
         try:
             yield Harness(client, kind, kube)
         finally:
-            if isinstance(backend, LocalBackend):  # never leave a trainer running
-                for task_id in list(backend._running):
-                    await backend.cancel(task_id)
+            await stop_all(backend)  # never leave a trainer running
 
 
 @pytest.fixture(params=["local", "kubernetes"])

@@ -12,7 +12,7 @@ def test_validation_details_name_the_field_and_reason():
     )
     assert details[0] == {
         "location": ["body", "training_kwargs", "num_epoch"], "field": "training_kwargs.num_epoch",
-        "reason": "unknown field 'num_epoch'", "type": "extra_forbidden",
+        "reason": "unknown field 'num_epoch'; did you mean 'num_epochs'?", "type": "extra_forbidden",
     }
     assert details[1]["field"] == "limit" and details[1]["reason"] == "Input should be <= 1000"
     assert details[2] == {"location": ["body"], "field": "body",

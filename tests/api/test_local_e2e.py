@@ -87,10 +87,14 @@ async def test_cancel_kills_a_running_real_trainer(e2e_api):
     pid = backend._running[task_id].pid
     started = time.monotonic()
     response = await client.delete(f"/api/v1/train/{task_id}")
-    assert response.status_code == 200 and response.json()["status"] == "cancelled", response.text
+    assert response.status_code == 200, response.text
+    assert response.json()["progress"]["message"].startswith("Cancelling")  # answered before the exit
+    await wait_status(client, task_id, {"cancelled"}, timeout=60)
     assert group_gone(pid)
     assert time.monotonic() - started < 30  # stopped by SIGTERM (checkpoint, exit 75), not the SIGKILL
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     detail = (await client.get(f"/api/v1/train/{task_id}")).json()
     assert detail["status"] == "cancelled" and detail["reason"] == "Cancelled"
+    last = (await client.get(f"/api/v1/train/{task_id}/logs", params={"tail": 1})).json()["lines"][-1]
+    assert "Cancelled on request: checkpoint at" in last and "Preempted" not in last

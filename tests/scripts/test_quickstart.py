@@ -32,9 +32,18 @@ def test_quickstart_trains_the_seed_example_to_completion(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["training_kwargs"]["batch_size"] == 32 and config["model_kwargs"]["embedding_dim"] == 256
     assert config["training_kwargs"]["num_epochs"] == 1
+    assert config["training_kwargs"]["num_workers"] == min(max(len(os.sched_getaffinity(0)) - 1, 0), 4)
+    assert "file://" not in result.stdout + result.stderr  # paths one can paste into ls
     # The API was stopped: no process still holds the quickstart's home folder open.
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def test_the_quickstart_picks_workers_the_cpus_can_feed():
+    quickstart = load_quickstart()
+    assert [quickstart.quick_workers(n) for n in (1, 2, 4, 16)] == [0, 1, 3, 4]
+    body = quickstart.seed_request(2, 1)
+    assert body["training_kwargs"]["num_workers"] == 1 and body["training_kwargs"]["batch_size"] == 32
 
 
 def load_quickstart():

@@ -3,10 +3,10 @@
 Three trained runs are shared by the tests of this module (CPU time is the constraint):
 
 - ``straight``: 5 epochs on a local root (TrainingJob YAML, save_intermediate, wandb offline);
-- ``gcs_resumed``: 2 epochs on a fake-gcs ``gs://`` root, then resumed to 4 from the GCS
-  checkpoint — its 4 epochs must equal the first 4 of ``straight``;
+- ``gcs_resumed``: 1 epoch on a fake-gcs ``gs://`` root, then resumed to 2 from the GCS
+  checkpoint — its 2 epochs must equal the first 2 of ``straight``;
 - ``preempted``: the console script as a subprocess, SIGTERM once epoch 1 is reported →
-  exit 75 and a checkpoint; then resumed to 4 — again equal to ``straight``.
+  exit 75 and a checkpoint; then resumed to 3 — again equal to ``straight``.
 
 The data is open-set (tests/trainer/open_set.py): val players are identities never trained on,
 and five epochs visibly lift their val mAP.
@@ -49,7 +49,11 @@ from tests.trainer.wandb_records import find_run_files, read_run
 pytestmark = pytest.mark.slow
 
 EPOCHS = 5
-RESUMED_EPOCHS = 4
+#: The resume runs train only as far as their point needs (CPU time): the GCS run 1 epoch,
+#: then resumed to 2; the preempted run is stopped in epoch 2 of 3 (a whole epoch of margin
+#: for the SIGTERM to land before the run would finish).
+GCS_EPOCHS = (1, 2)
+PREEMPTED_EPOCHS = 3
 BASE = {
     "tenant_id": TENANT,
     "verbose": True,
@@ -158,10 +162,10 @@ def gcs_resumed(fake_gcs, tmp_path_factory, data_root):
         local = data_root / TENANT
         storage.upload_many([(p, p.relative_to(data_root).as_posix()) for p in local.rglob("*") if p.is_file()])
         first = run_cli(work / "first", config(custom_name="resumed", save_intermediate=False,
-                                               training_kwargs={"num_epochs": 2}), root, env)
+                                               training_kwargs={"num_epochs": GCS_EPOCHS[0]}), root, env)
         after_first = {f.path for f in storage.list_files(f"{TENANT}/runs/resumed")}
         second = run_cli(work / "second", config(custom_name="resumed", save_intermediate=False,
-                                                 training_kwargs={"num_epochs": RESUMED_EPOCHS}), root, env)
+                                                 training_kwargs={"num_epochs": GCS_EPOCHS[1]}), root, env)
         prefix = f"{TENANT}/runs/resumed"
         yield SimpleNamespace(
             codes=(first, second), storage=storage, prefix=prefix, after_first=after_first,
@@ -178,7 +182,7 @@ def preempted(data_root, tmp_path_factory):
     work = tmp_path_factory.mktemp("preempted")
     root = work / "root"
     shutil.copytree(data_root, root)
-    doc = config(custom_name="preempted", save_intermediate=False, training_kwargs={"num_epochs": RESUMED_EPOCHS})
+    doc = config(custom_name="preempted", save_intermediate=False, training_kwargs={"num_epochs": PREEMPTED_EPOCHS})
     (work / "config.json").write_text(json.dumps(doc))
     progress = work / "progress.json"
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONUNBUFFERED": "1"}
@@ -346,8 +350,8 @@ def test_gcs_run_writes_checkpoints_and_outputs_to_the_bucket(gcs_resumed):
 def test_resume_from_a_gcs_checkpoint_equals_the_straight_run(gcs_resumed, straight):
     assert gcs_resumed.run_meta["init_source"]["kind"] == "checkpoint"
     assert gcs_resumed.run_meta["init_source"]["uri"].startswith("gs://")
-    assert gcs_resumed.run_meta["resumed_at_epoch"] == 2
-    assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
+    assert gcs_resumed.run_meta["resumed_at_epoch"] == GCS_EPOCHS[0]
+    assert_same_epochs(gcs_resumed.metrics["epochs"], straight.metrics["epochs"][:GCS_EPOCHS[1]])
     # best.pt was removed after the first finish (no save_intermediate): the best weights so far
     # came back from that finish's final model
     log = gcs_resumed.storage.read_bytes(f"{gcs_resumed.prefix}/logs/trainer.log").decode()
@@ -357,15 +361,15 @@ def test_resume_from_a_gcs_checkpoint_equals_the_straight_run(gcs_resumed, strai
 def test_sigterm_checkpoints_and_exits_75(preempted):
     assert preempted.code == exit_codes.RETRY, preempted.output[-3000:]
     state = preempted.payload["state"]
-    assert 1 <= state["epoch"] < RESUMED_EPOCHS
+    assert 1 <= state["epoch"] < PREEMPTED_EPOCHS
     assert "SIGTERM received" in preempted.output
-    assert preempted.report["progress"]["message"].startswith("Preempted: checkpoint at")
+    assert preempted.report["progress"]["message"].startswith("Stopped (preemption or cancel): checkpoint at")
 
 
 def test_resume_after_sigterm_equals_the_straight_run(preempted, straight):
     assert preempted.resumed == exit_codes.OK
     assert read_json(preempted.run / "run.json")["init_source"]["kind"] == "checkpoint"
-    assert_same_epochs(preempted.metrics["epochs"], straight.metrics["epochs"][:RESUMED_EPOCHS])
+    assert_same_epochs(preempted.metrics["epochs"], straight.metrics["epochs"][:PREEMPTED_EPOCHS])
 
 
 # ---- wiring checks without training ------------------------------------------------------
@@ -403,6 +407,21 @@ def test_loader_wiring_follows_training_kwargs(synth_root, tmp_path):
     assert (train.batch_sampler.P, train.batch_sampler.K, train.batch_sampler.seed) == (4, 3, 11)
     assert val.num_workers == 2
     assert summary["train"]["players"] == 12  # 3 frames x 4 players
+
+
+def test_num_workers_above_the_cpus_is_a_warning_in_log_and_status(synth_root, tmp_path, monkeypatch, caplog):
+    import laxai_trainer.job as job_module
+
+    monkeypatch.setattr(job_module, "available_cpus", lambda: 2)
+    job, reports = job_for(config(training_kwargs={"num_workers": 3}), synth_root, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        job.loaders(job.sync(), torch.device("cpu"))
+    assert "num_workers=3 exceeds the 2 CPU(s) available" in caplog.text
+    job.step_end(SimpleNamespace(state=SimpleNamespace(partial_seconds=1.0)), 1, 1, 10, 0.5)
+    assert "Warning: num_workers=3 exceeds the 2 CPU(s)" in reports[-1].progress.message
+    monkeypatch.setattr(job_module, "available_cpus", lambda: 3)
+    job.loaders(job.sync(), torch.device("cpu"))
+    assert job.workers_warning is None
 
 
 def test_random_mining_builds_triplet_loader(synth_root, tmp_path):

@@ -40,6 +40,25 @@ def test_eta_is_mean_epoch_time_times_epochs_left():
     assert eta_seconds([10.0], 10, 10) == 0.0
 
 
+def test_eta_counts_the_current_epoch_by_its_steps():
+    # First epoch, 25 of 100 steps in 30 s: an epoch takes ~120 s, 3.75 epochs are left.
+    assert eta_seconds([], 0, 4, step=25, steps=100, epoch_elapsed=30.0) == pytest.approx(450.0)
+    # Later epochs use the mean epoch time: 1 done (60 s), half of the second, 3 planned.
+    assert eta_seconds([60.0], 1, 3, step=50, steps=100, epoch_elapsed=10.0) == pytest.approx(90.0)
+    assert eta_seconds([], 0, 4, step=0, steps=100, epoch_elapsed=5.0) is None  # nothing timed yet
+
+
+def test_tracker_step_reports_steps_and_a_falling_eta():
+    tracker = ProgressTracker(Collect())
+    tracker.update(total_epochs=2)
+    first = tracker.step(1, 10, 100, 10.0).progress
+    later = tracker.step(1, 50, 100, 50.0).progress
+    assert (first.current_step, first.total_steps) == (10, 100)
+    assert first.eta_seconds == pytest.approx(190.0) and later.eta_seconds == pytest.approx(150.0)
+    done = tracker.epoch_done(1, 100.0).progress
+    assert done.current_step == 0 and done.eta_seconds == pytest.approx(100.0)
+
+
 def test_tracker_reports_fields_time_logs_and_eta():
     sink = Collect()
     tail = LogTail()
@@ -118,15 +137,17 @@ def test_fanout_survives_a_failing_reporter(caplog):
     assert sum("sink down" in r.message for r in caplog.records) == 1  # warned once
 
 
-def test_format_report_is_one_readable_line():
+def test_format_report_labels_every_number():
     line = format_report(
         ProgressReport(
-            progress=Progress(status=Phase.running, current_epoch=2, total_epochs=5, current_loss=0.1234,
-                              eta_seconds=42, message="epoch done"),
+            progress=Progress(status=Phase.running, current_epoch=2, total_epochs=5, current_step=7, total_steps=20,
+                              current_loss=0.1234, current_map=0.25, best_map=0.5, eta_seconds=142,
+                              message="epoch done"),
             metrics=Metrics(mAP=0.5),
         )
     )
-    assert line == "running | epoch 2/5 | loss 0.1234 | mAP 0.500 | eta 42s — epoch done"
+    assert line == ("running | epoch 3/5 | step 7/20 | train loss 0.1234 | val mAP 0.2500 | best mAP 0.5000 "
+                    "| eta 2:22 — epoch done")
 
 
 def test_make_reporters_picks_sinks(tmp_path, monkeypatch):
@@ -162,15 +183,20 @@ def test_missing_kubernetes_reporter_is_logged_not_fatal(monkeypatch, caplog):
     assert "LAXAI_TRAININGJOB_NAME is set" in caplog.text
 
 
-def test_tqdm_bar_follows_epochs_and_closes_at_the_end():
+def test_tqdm_bar_follows_steps_and_puts_the_message_on_its_own_line():
     import io
 
     out = io.StringIO()
     bar = TqdmReporter(file=out)
     bar.report(ProgressReport(progress=Progress(status=Phase.running, message="syncing")))  # no total yet
     assert out.getvalue() == ""
+    long = "Training on cpu from random initialisation; no pretrained weights were found " * 2
     bar.report(ProgressReport(progress=Progress(status=Phase.running, current_epoch=1, total_epochs=4,
-                                                current_loss=0.5, eta_seconds=30)))
-    assert "1/4 epochs" in out.getvalue() and "loss=0.5000" in out.getvalue() and "eta=30s" in out.getvalue()
+                                                current_step=50, total_steps=100, current_loss=0.5,
+                                                eta_seconds=30, message=long)))
+    text = out.getvalue()
+    assert " 38%|" in text  # 1.5 of 4 epochs
+    assert "epoch 2/4 | step 50/100 | train loss 0.5000" in text and "eta 0:30" in text
+    assert long.strip() in text  # whole, on its own line
     bar.report(ProgressReport(progress=Progress(status=Phase.completed, current_epoch=4, total_epochs=4)))
-    assert "4/4 epochs" in out.getvalue() and bar._bar is None
+    assert "100%|" in out.getvalue() and bar._bar is None

@@ -24,7 +24,7 @@ def test_plain_path_and_file_uri_open_local_storage(tmp_path: Path) -> None:
         st = open_storage(root)
         assert isinstance(st, LocalStorage)
         assert st.root == tmp_path.resolve()
-        assert st.uri("a/b.jpg") == (tmp_path / "a" / "b.jpg").as_uri()
+        assert st.uri("a/b.jpg") == str(tmp_path / "a" / "b.jpg")  # a plain path, not file://
 
 
 def test_relative_path_resolves_against_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

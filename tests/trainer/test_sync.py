@@ -65,7 +65,7 @@ def test_frames_uses_the_first_n_dataset_ids_deterministically(synth_copy: Path,
 
 def test_no_datasets_is_a_data_error_naming_tenant_and_root(tmp_path: Path) -> None:
     st = open_storage(tmp_path / "root")
-    with pytest.raises(DataError, match=r"tenant 'nobody' has no datasets under file://.*/root/nobody/datasets") as err:
+    with pytest.raises(DataError, match=r"tenant 'nobody' has no datasets under /.*/root/nobody/datasets") as err:
         sync_datasets(st, "nobody", tmp_path / "cache")
     assert isinstance(err.value, ConfigError)  # → exit code 3
     (tmp_path / "root" / "empty" / "datasets").mkdir(parents=True)

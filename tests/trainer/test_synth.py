@@ -33,7 +33,7 @@ def test_layout_and_counts(tmp_path: Path) -> None:
     assert summary.players == {"train": 6, "val": 4}
     assert summary.images == 2 * (3 * 4 + 2 * 3) == len(digest(tmp_path))
     assert summary.bytes == sum(p.stat().st_size for p in tmp_path.rglob("*.jpg"))
-    assert summary.root == tmp_path.resolve().as_uri()
+    assert summary.root == str(tmp_path.resolve())
 
 
 def test_crops_are_jpegs_about_120x80_and_vary(tmp_path: Path) -> None:

@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         allow_download=settings.pretrained_download,
         stop=stop,
         job_id=settings.job_id,
+        cancel_file=Path(args.cancel_file) if args.cancel_file else None,
     )
     log.info("run %s of tenant %s, storage %s", run_name, config.tenant_id, options.storage_root)
     try:
@@ -219,7 +220,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = env_help(TrainerSettings)
+    epilog = env_help(TrainerSettings, unread=("backend",))
     parser = argparse.ArgumentParser(
         prog="laxai-train",
         description="Train LaxAI's player re-identification model (ResNet18 + CBAM, triplet loss).",
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress-file", metavar="PATH", help="JSON progress report, rewritten atomically")
     run.add_argument("--log-file", metavar="PATH", help="also log here; uploaded to {run}/logs/trainer.log")
     run.add_argument("--cache-dir", metavar="DIR", help="local dataset cache and work files (default: LAXAI_HOME/cache)")
+    run.add_argument("--cancel-file", metavar="PATH",
+                     help="if this file exists when a stop signal arrives, the stop is a cancel (logged as such)")
     run.set_defaults(func=cmd_run)
 
     synth = sub.add_parser(

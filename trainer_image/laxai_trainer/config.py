@@ -10,9 +10,11 @@ hyperparameter name must be an error that names the key, never silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from laxai_trainer.strict_numbers import reject_bool
 
 #: A storage path segment that is also a valid Kubernetes label value
 #: (≤ 63 chars, alphanumeric at both ends): tenants become labels and folders.
@@ -28,6 +30,11 @@ class StrictModel(BaseModel):
     """Base for every contract model: unknown keys are errors, assignment is validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_bool(value, cls.model_fields[info.field_name].annotation)
 
 
 class TrainingKwargs(StrictModel):

@@ -37,6 +37,7 @@ import torch
 
 from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
+from laxai_trainer.cpus import available_cpus, workers_warning
 from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 from laxai_trainer.errors import ConfigError
 from laxai_trainer.init_weights import InitSource, initialise
@@ -60,7 +61,7 @@ from laxai_trainer.wandb_run import WandbRun, artifact_name
 log = logging.getLogger(__name__)
 
 #: Least seconds between two mid-epoch progress reports (each epoch end always reports).
-STEP_REPORT_SECONDS = 30.0
+STEP_REPORT_SECONDS = 5.0
 
 
 @dataclass
@@ -74,6 +75,8 @@ class JobOptions:
     stop: threading.Event = field(default_factory=threading.Event)
     #: The job's identity (TrainingJob uid / local task id): its retries resume its checkpoint.
     job_id: str | None = None
+    #: Exists at a stop request when the stop is a cancel (the local API writes it), not a preemption.
+    cancel_file: Path | None = None
 
 
 @dataclass
@@ -169,6 +172,7 @@ class Job:
         }
         self._last_step_report = 0.0
         self.claim: Claim | None = None
+        self.workers_warning: str | None = None
 
     # ---- small helpers -----------------------------------------------------------------
 
@@ -232,6 +236,9 @@ class Job:
         val_loader = data.build_val_loader(val_index, tk, device)
         for loader in (train_loader, val_loader):
             ignore_sigterm_in_workers(loader)
+        self.workers_warning = workers_warning(tk.num_workers, available_cpus())
+        if self.workers_warning:
+            log.warning("%s", self.workers_warning)
         summary = {
             "datasets": [p.name for p in dataset_dirs],
             "train": train_index.summary(),
@@ -357,6 +364,8 @@ class Job:
             total_epochs=total,
             current_loss=record["train_loss"],
             best_loss=st.best_val_loss,
+            current_map=record["mAP"],
+            best_map=max(st.best_map, 0.0),
             metrics=best_metrics(st, self.run_uri),
             message=(
                 f"Epoch {record['epoch']}/{total}: train loss {record['train_loss']:.4f}, "
@@ -369,21 +378,31 @@ class Job:
 
     def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: float) -> None:
         now = time.monotonic()
-        if now - self._last_step_report < STEP_REPORT_SECONDS:
+        last = steps is not None and step >= steps  # validation follows: say so at once
+        if now - self._last_step_report < STEP_REPORT_SECONDS and not last:
             return
         self._last_step_report = now
+        total = self.config.training_kwargs.num_epochs
         of = f"/{steps}" if steps else ""
-        self.tracker.update(
-            message=f"Epoch {epoch}/{self.config.training_kwargs.num_epochs}, step {step}{of}: loss {loss:.4f}"
-        )
+        message = (f"Epoch {epoch}/{total}: validating" if last
+                   else f"Epoch {epoch}/{total}, step {step}{of}: batch loss {loss:.4f}")
+        if self.workers_warning:  # on every step report: the reason this is slow
+            message += f"\nWarning: {self.workers_warning}"
+        self.tracker.step(epoch, step, steps, trainer.state.partial_seconds, message=message)
 
     def preempted(self, trainer: Trainer) -> None:
         st = trainer.state
         path = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
         ckpt.save(self.storage, path, self.checkpoint(trainer), self.tmp_dir)
         where = f"epoch {st.epoch + 1}, step {st.step}" if st.step else f"the end of epoch {st.epoch}"
-        log.warning("stop requested: checkpoint of %s written to %s", where, self.storage.uri(path))
-        self.tracker.update(message=f"Preempted: checkpoint at {where} saved; the retry resumes from it")
+        if self.options.cancel_file is not None and self.options.cancel_file.exists():
+            message = (f"Cancelled on request: checkpoint at {where} saved to {self.storage.uri(path)}; "
+                       "resubmitting with the same custom_name resumes from it")
+        else:
+            message = (f"Stopped (preemption or cancel): checkpoint at {where} saved to {self.storage.uri(path)}; "
+                       "a retry resumes from it")
+        log.warning("%s", message)
+        self.tracker.update(message=message)
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -406,7 +425,8 @@ class Job:
                         resumed_at_epoch=trainer.state.epoch if source.kind == "checkpoint" else None,
                         epochs_completed=trainer.state.epoch, stopped_early=trainer.state.stopped_early)
         self.tracker.update(
-            message=f"Training on {device} from {source.describe()}",
+            message=f"Training on {device} from {source.describe()}"
+            + (f"\nWarning: {self.workers_warning}" if self.workers_warning else ""),
             current_epoch=trainer.state.epoch,
             metrics=best_metrics(trainer.state, self.run_uri),
         )

@@ -43,17 +43,26 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def eta_seconds(epoch_seconds: Sequence[float], epochs_done: int, total_epochs: int) -> float | None:
-    """Remaining time: the mean duration of the epochs timed so far × epochs left.
+def eta_seconds(
+    epoch_seconds: Sequence[float], epochs_done: int, total_epochs: int,
+    step: int = 0, steps: int | None = None, epoch_elapsed: float = 0.0,
+) -> float | None:
+    """Remaining time: the epoch duration × epochs left, the current one counted by its steps.
 
-    None until one epoch was timed; 0 when nothing is left.
+    The epoch duration is the mean of the epochs timed so far, or during the first epoch
+    its time so far scaled by steps/step. None until there is either; 0 when nothing is left.
     """
     remaining = max(total_epochs - epochs_done, 0)
     if remaining == 0:
         return 0.0
-    if not epoch_seconds:
+    fraction_done = step / steps if steps and 0 < step <= steps else 0.0
+    if epoch_seconds:
+        per_epoch = sum(epoch_seconds) / len(epoch_seconds)
+    elif fraction_done:
+        per_epoch = epoch_elapsed / fraction_done
+    else:
         return None
-    return sum(epoch_seconds) / len(epoch_seconds) * remaining
+    return max(per_epoch * (remaining - fraction_done), 0.0)
 
 
 class LogTail(logging.Handler):
@@ -97,24 +106,39 @@ class JsonFileReporter:
             raise
 
 
-def format_report(report: ProgressReport) -> str:
-    """One line: phase, epoch, losses, ETA, message."""
-    p = report.progress
+def format_numbers(p: Progress) -> str:
+    """The numbers of a report, each with its label: epoch, step, train loss, val/best mAP, ETA."""
     parts = [p.status.value]
     if p.total_epochs:
-        parts.append(f"epoch {p.current_epoch or 0}/{p.total_epochs}")
-    if p.datasets_found is not None:
+        # Inside an epoch (steps done), the epoch in progress; else the last finished one.
+        epoch = (p.current_epoch or 0) + (1 if p.current_step else 0)
+        parts.append(f"epoch {min(epoch, p.total_epochs)}/{p.total_epochs}")
+    if p.current_step and p.total_steps:
+        parts.append(f"step {p.current_step}/{p.total_steps}")
+    if p.datasets_found is not None and not p.current_epoch and not p.current_step:
         parts.append(f"datasets {p.datasets_processed or 0}/{p.datasets_found}")
     if p.current_loss is not None:
-        parts.append(f"loss {p.current_loss:.4f}")
-    if p.best_loss is not None:
-        parts.append(f"best val loss {p.best_loss:.4f}")
-    if report.metrics and report.metrics.mAP is not None:
-        parts.append(f"mAP {report.metrics.mAP:.3f}")
-    if p.eta_seconds:
-        parts.append(f"eta {p.eta_seconds:.0f}s")
-    line = " | ".join(parts)
-    return f"{line} — {p.message}" if p.message else line
+        parts.append(f"train loss {p.current_loss:.4f}")
+    if p.current_map is not None:
+        parts.append(f"val mAP {p.current_map:.4f}")
+    if p.best_map is not None:
+        parts.append(f"best mAP {p.best_map:.4f}")
+    if p.eta_seconds is not None and not p.status.terminal:
+        parts.append(f"eta {format_duration(p.eta_seconds)}")
+    return " | ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    """H:MM:SS or M:SS."""
+    total = int(round(max(seconds, 0)))
+    hours, rest = divmod(total, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def format_report(report: ProgressReport) -> str:
+    """One log line: the labelled numbers, then the message."""
+    line = format_numbers(report.progress)
+    return f"{line} — {report.progress.message}" if report.progress.message else line
 
 
 class LogReporter:
@@ -129,17 +153,16 @@ class LogReporter:
 
 
 class TqdmReporter:
-    """A progress bar over epochs on stderr (used when stderr is a terminal).
+    """A progress bar on stderr (used when stderr is a terminal): the bar counts training
+    steps of the whole run, its postfix is :func:`format_numbers`, and the message has a line
+    of its own (a long message never shrinks the bar or gets cut)."""
 
-    The bar shows our own ETA (mean epoch time × epochs left), not tqdm's rate: the bar
-    only moves at epoch ends, and a resumed run starts part-way.
-    """
-
-    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} epochs [{elapsed}{postfix}]"
+    BAR_FORMAT = "{percentage:3.0f}%|{bar}| [{elapsed}] {postfix}"
 
     def __init__(self, file: Any = None) -> None:
         self.file = file
         self._bar: Any = None
+        self._message: Any = None
 
     def report(self, report: ProgressReport) -> None:
         from tqdm import tqdm
@@ -147,26 +170,23 @@ class TqdmReporter:
         p = report.progress
         if self._bar is None and p.total_epochs:
             self._bar = tqdm(total=p.total_epochs, file=self.file, dynamic_ncols=True, bar_format=self.BAR_FORMAT)
+            self._message = tqdm(file=self.file, bar_format="{desc}", dynamic_ncols=False, ncols=10_000)
         if self._bar is None:
             return
-        self._bar.n = p.current_epoch or 0
-        postfix = {}
-        if p.current_loss is not None:
-            postfix["loss"] = f"{p.current_loss:.4f}"
-        if report.metrics and report.metrics.mAP is not None:
-            postfix["mAP"] = f"{report.metrics.mAP:.3f}"
-        if p.eta_seconds:
-            postfix["eta"] = f"{p.eta_seconds:.0f}s"
-        self._bar.set_postfix(postfix, refresh=False)
-        self._bar.set_description((p.message or p.status.value)[:40], refresh=False)
+        fraction = (p.current_step or 0) / p.total_steps if p.total_steps else 0.0
+        self._bar.n = round((p.current_epoch or 0) + fraction, 3)
+        self._bar.set_postfix_str(format_numbers(p), refresh=False)
+        self._message.set_description_str(" — ".join((p.message or "").splitlines()), refresh=False)
         self._bar.refresh()
+        self._message.refresh()
         if p.status.terminal:
             self.close()
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        for bar in (self._bar, self._message):
+            if bar is not None:
+                bar.close()
+        self._bar = self._message = None
 
 
 class FanOut:
@@ -219,7 +239,14 @@ class ProgressTracker:
         """Record an epoch's duration, then report it with the ETA."""
         self.epoch_seconds.append(seconds)
         total = fields.get("total_epochs", self.progress.total_epochs) or epoch
-        return self.update(current_epoch=epoch, eta_seconds=eta_seconds(self.epoch_seconds, epoch, total), **fields)
+        eta = eta_seconds(self.epoch_seconds, epoch, total)
+        return self.update(current_epoch=epoch, current_step=0, eta_seconds=eta, **fields)
+
+    def step(self, epoch: int, step: int, steps: int | None, epoch_elapsed: float, **fields: Any) -> ProgressReport:
+        """Report progress inside epoch ``epoch`` (1-based) with the ETA counted by steps."""
+        total = fields.get("total_epochs", self.progress.total_epochs) or epoch
+        eta = eta_seconds(self.epoch_seconds, epoch - 1, total, step, steps, epoch_elapsed)
+        return self.update(current_step=step, total_steps=steps, eta_seconds=eta, **fields)
 
     def finish(self, status: Phase, message: str, metrics: Metrics | None = None) -> ProgressReport:
         eta = 0.0 if status == Phase.completed else None

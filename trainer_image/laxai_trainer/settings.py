@@ -6,6 +6,7 @@ configures the whole system and each command's ``--help`` lists what it reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -28,11 +29,17 @@ class CommonSettings(BaseSettings):
     )
 
 
-def env_help(settings_cls: type[BaseSettings]) -> str:
-    """One line per setting, for a command's --help epilog."""
+def env_help(settings_cls: type[BaseSettings], unread: Iterable[str] = ()) -> str:
+    """One line per setting the command reads (``unread``: inherited fields it ignores), for its
+    --help epilog; a default is printed once, and not at all when there is none."""
     prefix = settings_cls.model_config.get("env_prefix", "")
     lines = ["environment:"]
     for name, field in settings_cls.model_fields.items():
+        if name in unread:
+            continue
+        text = field.description or ""
         default = field.get_default(call_default_factory=True)
-        lines.append(f"  {prefix}{name.upper():<28} {field.description or ''} (default: {default})")
+        if default not in (None, "", [], {}) and "(default:" not in text:
+            text += f" (default: {default})"
+        lines.append(f"  {prefix}{name.upper():<28} {text}")
     return "\n".join(lines)

@@ -67,8 +67,14 @@ class Progress(StatusModel):
     status: Phase = Field(Phase.pending, description="Same as status.phase.")
     current_epoch: int | None = Field(None, ge=0, description="Last finished epoch (1-based).")
     total_epochs: int | None = Field(None, ge=0, description="Epochs planned (num_epochs).")
+    current_step: int | None = Field(None, ge=0, description="Training steps done in the current epoch.")
+    total_steps: int | None = Field(None, ge=0, description="Training steps per epoch.")
     current_loss: Reported | None = Field(None, description="Training loss of the last epoch.")
-    best_loss: Reported | None = Field(None, description="Lowest validation loss so far.")
+    best_loss: Reported | None = Field(None, description="Lowest validation loss so far (not what picks the best epoch).")
+    current_map: ReportedFraction | None = Field(None, description="Validation mAP of the last epoch.")
+    best_map: ReportedFraction | None = Field(
+        None, description="Best validation mAP so far: the best epoch (best.pt, the final model) is chosen by it."
+    )
     message: str | None = Field(None, max_length=4096, description="What the trainer is doing.")
     datasets_found: int | None = Field(None, ge=0, description="Frame datasets found in storage.")
     datasets_processed: int | None = Field(
@@ -77,7 +83,9 @@ class Progress(StatusModel):
     logs: list[str] = Field(
         default_factory=list, max_length=50, description="Last log lines of the trainer."
     )
-    eta_seconds: float | None = Field(None, ge=0, description="Estimated seconds to the last epoch.")
+    eta_seconds: float | None = Field(
+        None, ge=0, description="The trainer's estimate of the seconds left (as of updated_at)."
+    )
     updated_at: str | None = Field(None, description="When the trainer last reported (RFC 3339).")
 
 

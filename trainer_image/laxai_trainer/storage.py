@@ -27,7 +27,7 @@ Public API::
         upload_many(pairs, max_workers=16)        [(local, path)], concurrent on GCS (transfer_manager)
         delete(path)                              no error when absent
         move(source, target)                      rename (local) or server-side copy + delete (GCS)
-        uri(path="") -> str                       "gs://bucket/prefix/path" or "file:///abs/path"
+        uri(path="") -> str                       "gs://bucket/prefix/path" or "/abs/path"
         local_path(path="") -> Path | None        the local file for local roots, None on GCS
 
 This module imports neither torch nor google-cloud-storage at import time: the API
@@ -236,7 +236,8 @@ class LocalStorage(Storage):
         os.replace(self._path(source), dest)
 
     def uri(self, path: str = "") -> str:
-        return self._path(path).as_uri()
+        # A plain path (one can paste it into ls); open_storage accepts it as a root too.
+        return str(self._path(path))
 
 
 class GCSStorage(Storage):

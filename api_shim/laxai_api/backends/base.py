@@ -167,6 +167,14 @@ class Backend(abc.ABC):
     async def cancel(self, task_id: str) -> JobRecord:
         """Stop the job (its trainer really stops); JobFinished when already finished."""
 
+    async def purge(self, task_id: str) -> JobRecord:
+        """Remove a finished job's record and its run folder; returns the record as it was."""
+        raise InvalidRequest(
+            f"purge is not supported by the {self.name} backend",
+            {"errors": [{"location": ["query", "purge"], "field": "purge", "type": "unsupported",
+                         "reason": f"not supported by the {self.name} backend"}]},
+        )
+
     @abc.abstractmethod
     async def logs(self, task_id: str, tail: int) -> LogTail:
         """The last ``tail`` lines of the trainer's log."""

@@ -121,7 +121,8 @@ def record_from_object(obj: dict[str, Any]) -> JobRecord | None:
         })
     reason, message = status.reason, status.message
     if spec.cancel and not status.phase.terminal:
-        reason, message = "CancelRequested", "Cancellation requested; the trainer is stopping"
+        reason, message = "CancelRequested", "Cancelling: the trainer is writing its checkpoint and stopping"
+        progress = progress.model_copy(update={"message": message})
     return JobRecord(
         task_id=meta["name"],
         tenant_id=spec.tenant_id,

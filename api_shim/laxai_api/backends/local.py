@@ -5,6 +5,10 @@
 - Each trainer runs in its own process group (new session), so cancel reaches the
   DataLoader workers too: SIGTERM to the group, SIGKILL after LAXAI_CANCEL_GRACE_SECONDS,
   and a SIGKILL sweep of the group after the trainer exits.
+- Cancel answers at once: it writes the job's ``cancel-requested`` file (the trainer's
+  ``--cancel-file``: its last log line then says "cancelled on request"), signals the
+  group and returns the job still running with reason CancelRequested and
+  ``progress.message`` "Cancelling…"; it becomes cancelled when the trainer has exited.
 - Files per job under LAXAI_HOME/jobs/<task_id>/: config.json (the trainer's config),
   progress.json (--progress-file), trainer.log (--log-file), output.log (stdout/stderr).
 - Restarts: stopping the API leaves trainers running. On start, a trainer that is still
@@ -27,17 +31,23 @@ from typing import Any
 
 from laxai_api.backends.base import Backend, JobPage, JobRecord, ListQuery, LogTail, tail_lines
 from laxai_api.backends.local_store import JobStore, record_from_row
-from laxai_api.errors import JobFinished, JobNotFound
+from laxai_api.errors import Conflict, InvalidRequest, JobFinished, JobNotFound
 from laxai_api.settings import ApiSettings
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer import exit_codes
 from laxai_trainer.reasons import Reason
 from laxai_trainer.status import Phase, Progress, ProgressReport
+from laxai_trainer.storage import open_storage
+from laxai_trainer.sync import datasets_prefix
 
 #: Settings the trainer must not inherit.
 PRIVATE_ENV = ("LAXAI_API_KEYS", "LAXAI_API_KEYS_FILE")
 #: Log lines quoted in a failed job's message.
 FAILURE_TAIL = 15
+#: What a running job shows between DELETE and its trainer's exit.
+CANCELLING = "Cancelling: the trainer is writing its checkpoint and stopping"
+#: The trainer's --cancel-file (its existence at a stop request means cancel, not preemption).
+CANCEL_FILE = "cancel-requested"
 #: How often an adopted trainer (not our child) is checked.
 ADOPTED_POLL_SECONDS = 0.5
 
@@ -95,6 +105,19 @@ def _with_tail(message: str, tail: str) -> str:
     return f"{message}\n--- last log lines ---\n{tail}" if tail else message
 
 
+def missing_datasets(storage_root: str, tenant_id: str) -> str | None:
+    """Why a local storage root visibly has no dataset for the tenant (the trainer would fail
+    seconds later), else None. Remote roots (gs://) are left to the trainer: no network call here."""
+    if "://" in storage_root:
+        return None
+    folder = Path(storage_root) / datasets_prefix(tenant_id)
+    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
+        return None
+    return (f"tenant '{tenant_id}' has no datasets under {folder} "
+            f"(expected {folder}/{{dataset_id}}/{{train|val}}/{{player_id}}/*.jpg; "
+            f"`laxai-train synth --out {storage_root} --tenant {tenant_id}` makes a synthetic one)")
+
+
 def process_alive(pid: int, task_id: str) -> bool:
     """Whether ``pid`` is still our trainer for ``task_id`` (not a zombie, not a reused pid)."""
     proc = Path(f"/proc/{pid}")
@@ -128,6 +151,7 @@ class _Trainer:
     proc: asyncio.subprocess.Process | None  # None: adopted after a restart
     done: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task | None = None
+    stopper: asyncio.Task | None = None  # the cancel in progress (SIGTERM, grace, SIGKILL)
 
 
 class LocalBackend(Backend):
@@ -159,7 +183,7 @@ class LocalBackend(Backend):
         await self._schedule()
 
     async def close(self) -> None:
-        watchers = [t.watcher for t in self._running.values() if t.watcher]
+        watchers = [task for t in self._running.values() for task in (t.watcher, t.stopper) if task]
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -171,6 +195,9 @@ class LocalBackend(Backend):
     # ---- the interface --------------------------------------------------------------
 
     async def submit(self, task_id: str, spec: TrainingJobSpec) -> JobRecord:
+        if (missing := missing_datasets(self.storage_root, spec.tenant_id)) is not None:
+            raise InvalidRequest(missing, {"errors": [
+                {"location": ["body", "tenant_id"], "field": "tenant_id", "reason": missing, "type": "no_datasets"}]})
         self.store.insert(task_id, spec, "Training job queued")
         job = await self.get(task_id)  # as accepted (pending), even when it starts at once
         await self._schedule()
@@ -195,13 +222,42 @@ class LocalBackend(Backend):
                     task_id, Phase.cancelled, "Cancelled", "Cancelled before it started", only_from=Phase.pending
                 )
                 return await self.get(task_id)
-            self.store.update(task_id, cancel_requested=1)
+            self.store.update(task_id, cancel_requested=1, reason="CancelRequested", message=CANCELLING)
             trainer = self._running.get(task_id)
+            if trainer is not None and trainer.stopper is None:
+                (self.jobs_dir / task_id / CANCEL_FILE).touch()
+                trainer.stopper = asyncio.get_running_loop().create_task(self._stop(trainer))
         if trainer is None:
             self._finalize(task_id, None)
-        else:
-            await self._stop(trainer)
         return await self.get(task_id)
+
+    async def purge(self, task_id: str) -> JobRecord:
+        """Delete a finished job: its record, LAXAI_HOME/jobs/<task_id>/ and its run folder
+        ({root}/{tenant}/runs/{run_name}: checkpoints, model, logs). 409 while the job, or
+        another job writing to the same run folder, is pending or running."""
+        async with self._lock:
+            job = await self.get(task_id)
+            if not job.phase.terminal:
+                raise Conflict(f"Job '{task_id}' is {job.phase.value}: cancel it first",
+                               {"task_id": task_id, "status": job.phase.value, "error_type": "job_active"})
+            for phase in (Phase.pending, Phase.running):
+                for row in self.store.rows_in(phase):
+                    other = record_from_row(row)
+                    if other.tenant_id == job.tenant_id and other.run_name == job.run_name:
+                        raise Conflict(
+                            f"Job '{other.task_id}' is writing to run '{job.run_name}'",
+                            {"task_id": other.task_id, "custom_name": job.run_name, "error_type": "run_name_in_use"})
+            await asyncio.to_thread(self._remove_files, job)
+            self.store.delete(task_id)
+        return job
+
+    def _remove_files(self, job: JobRecord) -> None:
+        shutil.rmtree(self.jobs_dir / job.task_id, ignore_errors=True)
+        storage = open_storage(self.storage_root)
+        for info in storage.list_files(f"{job.tenant_id}/runs/{job.run_name}"):
+            storage.delete(info.path)
+        if (folder := storage.local_path(f"{job.tenant_id}/runs/{job.run_name}")) is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # the empty folders left
 
     async def logs(self, task_id: str, tail: int) -> LogTail:
         self._row(task_id)
@@ -248,6 +304,9 @@ class LocalBackend(Backend):
             if report is not None:
                 job.progress = report.progress
                 job.metrics = report.metrics or job.metrics
+            if job.reason == "CancelRequested":
+                job.progress = job.progress.model_copy(update={"message": job.message})
+            elif report is not None:
                 job.message = None  # the trainer's own message says more than "Started"
         return job
 
@@ -277,6 +336,7 @@ class LocalBackend(Backend):
             "--progress-file", str(job_dir / "progress.json"),
             "--log-file", str(job_dir / "trainer.log"),
             "--cache-dir", str(self.cache_dir),
+            "--cancel-file", str(job_dir / CANCEL_FILE),
         ]
 
     async def _launch(self, row: sqlite3.Row) -> None:
@@ -346,9 +406,9 @@ class LocalBackend(Backend):
         )
 
     async def _stop(self, trainer: _Trainer) -> None:
+        """SIGTERM, then SIGKILL after the grace period; the watcher finalizes the job."""
         kill_group(trainer.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(trainer.done.wait()), self.grace)
         except TimeoutError:
             kill_group(trainer.pid, signal.SIGKILL)
-            await asyncio.wait_for(asyncio.shield(trainer.done.wait()), 30)

@@ -132,6 +132,9 @@ class JobStore:
 
     # ---- reads ----------------------------------------------------------------------
 
+    def delete(self, task_id: str) -> None:
+        self.db.execute("DELETE FROM jobs WHERE task_id = ?", (task_id,))
+
     def row(self, task_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM jobs WHERE task_id = ?", (task_id,)).fetchone()
 

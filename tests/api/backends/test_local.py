@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from laxai_api.backends.local import LocalBackend, classify_exit, process_alive
+from laxai_api.backends.local import CANCEL_FILE, CANCELLING, LocalBackend, classify_exit, process_alive
 from laxai_api.backends.local_store import JobStore
 from laxai_api.errors import JobExists, JobFinished, JobNotFound, RunNameInUse
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer import exit_codes
 from laxai_trainer.status import Phase, Progress, ProgressReport
-from tests.api.conftest import local_settings
+from tests.api.conftest import local_settings, stop_all
 
 
 def spec(epochs: int = 2, tags: tuple[str, ...] = (), **extra) -> TrainingJobSpec:
@@ -73,8 +73,7 @@ async def backend(tmp_path):
     b = LocalBackend(local_settings(tmp_path, max_concurrent_jobs=1, cancel_grace_seconds=1.0))
     await b.start()
     yield b
-    for task_id in list(b._running):  # never leave a trainer behind
-        await b.cancel(task_id)
+    await stop_all(b)  # never leave a trainer behind
     await b.close()
 
 
@@ -196,8 +195,13 @@ async def test_cancel_running_stops_the_whole_process_group(backend, tmp_path):
         await asyncio.sleep(0.05)
     pid = backend._running["job-c"].pid
     child = int((job_dir / "child.pid").read_text())
-    cancelled = await backend.cancel("job-c")
-    assert cancelled.phase == Phase.cancelled and cancelled.reason == "Cancelled"
+    cancelling = await backend.cancel("job-c")  # answers at once: the trainer is still stopping
+    assert cancelling.phase == Phase.running and cancelling.reason == "CancelRequested"
+    assert cancelling.progress.message == CANCELLING
+    assert (job_dir / CANCEL_FILE).exists()  # the trainer's --cancel-file: its log says "cancelled"
+    assert (await backend.get("job-c")).progress.message == CANCELLING  # not the trainer's last report
+    cancelled = await wait_phase(backend, "job-c", {Phase.cancelled})
+    assert cancelled.reason == "Cancelled"
     assert cancelled.progress.status == Phase.cancelled and cancelled.progress.message == "Cancelled by request"
     assert cancelled.progress.current_epoch is not None  # the trainer's last report is kept
     assert group_gone(pid) and gone(child)
@@ -212,9 +216,12 @@ async def test_cancel_escalates_to_sigkill_after_the_grace_period(backend):
     await asyncio.sleep(0.3)  # let it install its SIGTERM handler
     pid = backend._running["job-k"].pid
     start = time.monotonic()
-    cancelled = await backend.cancel("job-k")
+    assert (await backend.cancel("job-k")).phase == Phase.running
+    await asyncio.sleep(0.5)
+    assert (await backend.get("job-k")).phase == Phase.running  # within the 1 s grace period
+    await wait_phase(backend, "job-k", {Phase.cancelled})
     assert time.monotonic() - start >= 0.9  # waited the 1 s grace period, then SIGKILL
-    assert cancelled.phase == Phase.cancelled and group_gone(pid)
+    assert group_gone(pid)
 
 
 async def test_cancel_pending_never_starts(backend):
@@ -223,6 +230,7 @@ async def test_cancel_pending_never_starts(backend):
     cancelled = await backend.cancel("second")
     assert cancelled.phase == Phase.cancelled and cancelled.started_at is None
     await backend.cancel("first")
+    await wait_phase(backend, "first", {Phase.cancelled})
     await asyncio.sleep(0.2)
     assert (await backend.get("second")).attempts == 0
 
