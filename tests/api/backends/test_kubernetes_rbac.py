@@ -25,7 +25,7 @@ from laxai_api.app import create_app
 from laxai_operator import naming
 from tests.api.conftest import local_settings, serve, wait_status
 from tests.helm.chart import RELEASE, Rendered
-from tests.helm.install import install_access
+from tests.helm.install import install_access, render_or_skip
 from tests.support import authn
 from tests.support.fixtures import authenticate_as
 from tests.support.rbac_usage import granted, used
@@ -43,14 +43,7 @@ INSTALLS = {
 
 
 def render_chart(values: dict[str, Any]) -> Rendered:
-    from tests.helm import tools
-    from tests.helm.chart import render
-
-    try:
-        helm = tools.helm()
-    except tools.ToolUnavailable as exc:
-        pytest.skip(f"helm binary not available: {exc}")
-    return render(helm, values, namespace=RELEASE_NS)
+    return render_or_skip(values, RELEASE_NS)
 
 
 def api_pod(rendered: Rendered) -> tuple[str, str]:
