@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.helm.chart import Rendered
 
 RESOURCES = {
@@ -26,3 +28,15 @@ def install_access(emu: Any, rendered: Rendered) -> list[dict[str, Any]]:
         if resource is not None:
             created.append(emu.create(resource, doc, namespace=doc["metadata"].get("namespace")))
     return created
+
+
+def render_or_skip(values: dict[str, Any] | None, namespace: str) -> Rendered:
+    """``helm template`` of the chart into ``namespace``; the test is skipped without a helm binary."""
+    from tests.helm import tools
+    from tests.helm.chart import render
+
+    try:
+        helm = tools.helm()
+    except tools.ToolUnavailable as exc:
+        pytest.skip(f"helm binary not available: {exc}")
+    return render(helm, values, namespace=namespace)

@@ -19,7 +19,8 @@ OPERATOR_RULES = {
 }
 #: Cluster-wide, kopf lists nothing cluster-scoped that it needs (it watches all namespaces at once).
 OPERATOR_CLUSTER_RULES = OPERATOR_RULES
-# tests/operator/test_rbac_calls.py checks these tables against the requests the code really sends.
+# tests/operator/test_rbac_calls.py (operator, trainer) and tests/api/backends/test_kubernetes_rbac.py
+# (API) check these tables against the requests the code really sends.
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 API_RULES = {
     TJ: {"get", "list", "create", "patch"},  # cancel is a patch of spec.cancel; no watch
@@ -106,8 +107,10 @@ def test_cluster_wide_uses_cluster_roles(full):
     # Leader election (on in FULL): leases only, only in the release namespace.
     assert op_roles["Role"]["metadata"]["namespace"] == NAMESPACE
     assert permissions(op_roles["Role"]) == LEASE_RULES
+    # The API works in one namespace (api.namespace): a Role there, never a ClusterRole.
     [api] = bound_roles(full, "laxai-rest", NAMESPACE)
-    assert api["kind"] == "ClusterRole" and permissions(api) == API_RULES
+    assert api["kind"] == "Role" and permissions(api) == API_RULES
+    assert not any(b["subjects"][0]["name"] == "laxai-rest" for b in full.of_kind("ClusterRoleBinding"))
     for ns in (NAMESPACE, "ml-jobs"):
         [trainer] = bound_roles(full, "reid-trainer", ns)
         assert trainer["kind"] == "Role" and permissions(trainer) == TRAINER_RULES

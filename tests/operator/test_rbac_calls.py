@@ -12,18 +12,16 @@ the operator and the trainer's reporter run under their own ServiceAccounts' tok
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
 from laxai_trainer.reporters.kubernetes import KubernetesStatusReporter
 from laxai_trainer.status import Metrics, Phase, Progress, ProgressReport
-from tests.helm.install import install_access
+from tests.helm.install import install_access, render_or_skip
 from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, start_trainer_pod, wait_phase
 from tests.support import authn
 from tests.support.fixtures import authenticate_as
-from tests.support.kube_emulator import parse_resource_path
-from tests.support.rbac import request_verb
+from tests.support.rbac_usage import rules_of, unscoped, used
 
 pytestmark = pytest.mark.parametrize("kube_emulator", ["secured"], indirect=True)
 
@@ -37,34 +35,11 @@ JUSTIFIED_EXTRAS: set[Permission] = set()
 
 def recorded(emu, start: int = 0) -> set[Permission]:
     """Permissions the requests logged since index ``start`` needed (discovery excluded)."""
-    def read() -> list[tuple[str, str, dict[str, str]]]:
-        return [(r._raw_request.method.upper(), r._raw_request.path, dict(r._raw_request.query))
-                for r in emu.emulator._requests[start:]]
-
-    out: set[Permission] = set()
-    for method, path, query in emu.call(read):
-        parsed = parse_resource_path(path.rstrip("/"))
-        if parsed is None or parsed.plural is None:
-            continue  # /api, /apis, /version: discovery, allowed to every authenticated user
-        resource = f"{parsed.plural}/{parsed.subresource}" if parsed.subresource else parsed.plural
-        out.add((parsed.group, resource, request_verb(method, parsed.name, query)))
-    return out
+    return unscoped(used(emu, start))
 
 
-def granted(role: dict[str, Any]) -> set[Permission]:
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
-
-
-def render_chart(values: dict[str, Any] | None = None):
-    from tests.helm import tools
-    from tests.helm.chart import render
-
-    try:
-        helm = tools.helm()
-    except tools.ToolUnavailable as exc:
-        pytest.skip(f"helm binary not available: {exc}")
-    return render(helm, values, namespace=NS)
+def render_chart(values: dict | None = None):
+    return render_or_skip(values, NS)
 
 
 def as_operator(emu, monkeypatch, tmp_path) -> None:
@@ -129,10 +104,10 @@ def test_operator_and_trainer_rbac_is_exactly_what_they_call(operator_env, monke
     assert emu.get(TJS, NS, "run-2")["status"]["metrics"]["mAP"] == 0.5
     assert emu.access.denials == [], "a call the chart's RBAC or admission policy refused"
 
-    operator_role = granted(roles["laxai-training-operator"])
+    operator_role = rules_of(roles["laxai-training-operator"])
     assert operator_calls <= operator_role  # enforced above too: a refused call is a denial
     assert operator_role - operator_calls - JUSTIFIED_EXTRAS == set(), "the operator's Role allows unused calls"
-    assert trainer_calls == granted(roles["laxai-training-trainer"]) == {
+    assert trainer_calls == rules_of(roles["laxai-training-trainer"]) == {
         ("training.laxai.io", "trainingjobs/status", "patch")}
 
 
