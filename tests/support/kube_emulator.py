@@ -34,6 +34,12 @@ faults), but serves every Kubernetes request with its own semantics:
 - CRDs (``crds/trainingjob.yaml``): the API server's pruning of undeclared fields and
   nulls (a ``Warning`` header, or 422 with ``fieldValidation=Strict``), ``default``s, and
   openAPIV3Schema validation → 422 Invalid naming each field;
+- ``allowWatchBookmarks=true``: a BOOKMARK with the current resourceVersion after every
+  ``bookmark_interval`` seconds without an event (kube-apiserver's watch cache sends them
+  about once a minute; clients may not rely on any interval — KEP-956, api-concepts
+  "Watch bookmarks");
+- ``request_latency=(min, max)``: every request waits a uniformly drawn time first (a
+  loaded or remote API server; requests still overlap, as on a real one);
 - pods/log from ``set_pod_log`` (``tailLines``); ``dryRun=All``;
 - fault injection: ``inject_failure(method, path_regex, status, times)`` (or kmock's DSL).
 
@@ -54,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,7 +75,7 @@ from tests.support import discovery
 from tests.support.api_errors import REASONS, ApiError, bad_request, not_found
 from tests.support.kinds import Kind
 from tests.support.object_store import ObjectStore, int_param, selectors_from_params
-from tests.support.watching import Watcher, initial_events
+from tests.support.watching import Watcher, bookmark, initial_events
 
 _PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -140,6 +147,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     request_log_limit: int = 2000  # kmock's request log is kept bounded: the last N requests
     event_history_limit: int = 20000  # changes kept for watch resourceVersion replays
     default_namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public")
+    request_latency: tuple[float, float] | None = None  # seconds (min, max) added to every request
+    bookmark_interval: float = 60.0  # idle seconds before a BOOKMARK on watches that allow them
 
     store: ObjectStore = attrs.field(init=False)
     internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
@@ -204,6 +213,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 raise ApiError(failure.status, REASONS.get(failure.status, "InternalError"), failure.message)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.request_latency:
+            await asyncio.sleep(random.uniform(*self.request_latency))
         if self.failures:
             self._injected(request)
         if self._payloads:  # reactions added through kmock's DSL (e.g. fault injection) go first
@@ -335,6 +346,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         store = self.store
         initial = initial_events(watcher, params, store.live(kind, namespace), store.events, int(store.resource_version))
         timeout = int_param(params, "timeoutSeconds")
+        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
         response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         raw = request._raw_request
         assert raw is not None
@@ -347,7 +359,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if watcher in self.store.watchers:
                 async with asyncio.timeout(timeout if timeout and timeout > 0 else None):
                     while not self._closing:
-                        event = await watcher.queue.get()
+                        event = await self._next_event(watcher, bookmarks)
                         if event is None:
                             break
                         await response.write(json.dumps(event).encode() + b"\n")
@@ -360,6 +372,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self.store.watchers.discard(watcher)
         return response
+
+    async def _next_event(self, watcher: Watcher, bookmarks: bool) -> dict[str, Any] | None:
+        if not bookmarks:
+            return await watcher.queue.get()
+        try:
+            return await asyncio.wait_for(watcher.queue.get(), self.bookmark_interval)
+        except TimeoutError:
+            return bookmark(watcher.kind, self.store.resource_version)
 
     def close_watches(self) -> None:
         """End every open watch stream (clients see the server close it and may reconnect)."""
