@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 
 CREATED_BY_LABEL = f"{GROUP}/created-by"
 CREATED_AT_ANNOTATION = f"{GROUP}/created-at"
-T = TypeVar("T")
 #: Seconds a list waits for the cache's first list before answering 503.
 SYNC_TIMEOUT = 10.0
 
@@ -161,38 +159,6 @@ def sortable_time(timestamp: str | None) -> str:
 
 def sort_key(job: JobRecord) -> tuple[str, str]:
     return sortable_time(job.created_at), job.task_id
-
-
-def object_key(obj: dict[str, Any]) -> tuple[str, str]:
-    """The sort key of a stored TrainingJob, read without parsing it (lists parse one page only)."""
-    meta = obj.get("metadata") or {}
-    created = (meta.get("annotations") or {}).get(CREATED_AT_ANNOTATION) or meta.get("creationTimestamp")
-    return sortable_time(created), meta.get("name", "")
-
-
-def object_tenant(obj: dict[str, Any]) -> str | None:
-    spec = obj.get("spec")
-    tenant = spec.get("tenant_id") if isinstance(spec, dict) else None
-    return tenant if isinstance(tenant, str) else None
-
-
-def object_phase(obj: dict[str, Any]) -> Phase:
-    status = obj.get("status")
-    phase = status.get("phase") if isinstance(status, dict) else None
-    return Phase(phase) if phase in Phase.__members__ else Phase.pending
-
-
-def page_of(items: list[T], query: ListQuery, key: Callable[[T], tuple[str, str]]) -> tuple[int, list[T], str | None]:
-    """Newest first; the continue token is the (created, name) cursor of the last item shown."""
-    ordered = sorted(items, key=key, reverse=True)
-    if query.continue_token:
-        cursor = decode_token(query.continue_token)
-        if len(cursor) != 2 or not all(isinstance(c, str) for c in cursor):
-            raise invalid_token()
-        ordered = [item for item in ordered if key(item) < (cursor[0], cursor[1])]
-    shown = ordered[: query.limit]
-    token = encode_token(list(key(shown[-1]))) if len(ordered) > query.limit else None
-    return len(items), shown, token
 
 
 class KubernetesBackend(Backend):
@@ -375,6 +341,8 @@ class KubernetesBackend(Backend):
             details["error"] = str(exc) or "TrainingJob resources not found (is the CRD installed?)"
             return False, details
         cache = self.cache
+        if cache is not None:
+            await cache.wait_synced(min(self.sync_timeout, 3.0))  # a fresh replica: its first list
         details["cache"] = {"synced": cache is not None and cache.synced, "jobs": len(self.index.jobs),
                             "resource_version": str(self.index.resource_version),
                             "lists": cache.lists if cache else 0}
