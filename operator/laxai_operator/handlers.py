@@ -110,6 +110,20 @@ async def on_update(memo: kopf.Memo, namespace: str, name: str, retry: int, **_:
     await _reconcile(memo, "update", namespace, name, retry)
 
 
+def _tenant_label_differs(labels: kopf.Labels, spec: kopf.Spec, **_: Any) -> bool:
+    tenant = spec.get("tenant_id")
+    return isinstance(tenant, str) and labels.get(naming.LABEL_TENANT) != tenant
+
+
+@kopf.on.event(*TJ, when=_tenant_label_differs)
+def tenant_label(spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+    """The tenant label follows spec.tenant_id (immutable; labels are not): kubectl-created
+    TrainingJobs get it, an edited one is put back, so ``kubectl get tj -l
+    training.laxai.io/tenant=X`` lists what the API lists for tenant X. kopf sends this in the
+    patch it makes for the event anyway (no extra request when it has one to make)."""
+    patch.metadata.labels[naming.LABEL_TENANT] = spec["tenant_id"]
+
+
 def _owner_name(body: kopf.Body) -> str | None:
     return (body.metadata.annotations or {}).get(naming.ANNOTATION_TRAININGJOB) or (
         body.metadata.labels or {}
