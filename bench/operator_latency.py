@@ -1,6 +1,11 @@
 """Operator latency: create N TrainingJobs at once, time CR created -> Job created.
 
-    python bench/operator_latency.py [--sizes 1 100 500]
+    python bench/operator_latency.py [--sizes 1 100 500] [--jobs 5000] [--latency-ms 5 20]
+
+``--jobs N`` stores N finished TrainingJobs (completed, as the operator left them: kopf's
+last-handled-configuration annotation included) before the operator starts, so its startup
+and its memory carry them; ``--latency-ms MIN [MAX]`` makes every emulator request wait a
+uniformly drawn time (a loaded or remote API server).
 
 For each N: a fresh Kubernetes API emulator (tests/support, loopback) and a fresh operator
 *process* (``laxai-operator run``, KUBECONFIG pointing at the emulator), so the operator's
@@ -82,8 +87,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run_once(n: int, timeout: float) -> dict[str, float]:
-    with ThreadedKubeEmulator() as emu:
+def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
+    """``count`` completed TrainingJobs whose kopf diff base matches their spec (handled before)."""
+    import kopf
+
+    from laxai_operator.resource import GROUP
+
+    storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    for i in range(count):
+        name = f"done-{i:05d}"
+        obj = emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                               "metadata": {"name": name, "namespace": NS,
+                                            "labels": {"training.laxai.io/tenant": f"t{i % 10}"}},
+                               "spec": {"tenant_id": f"t{i % 10}"},
+                               "status": {"phase": "completed", "reason": "Succeeded",
+                                          "completionTime": "2026-01-01T00:00:00Z", "jobName": f"tj-{name}",
+                                          "progress": {"status": "completed", "current_epoch": 50}}},
+                         namespace=NS)
+        patch = kopf.Patch()
+        storage.store(body=kopf.Body(obj), patch=patch, essence=storage.build(body=kopf.Body(obj)))
+        emu.patch(TJS, NS, name, {"metadata": {"annotations": dict(patch["metadata"]["annotations"])}})
+
+
+def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None) -> dict[str, float]:
+    with ThreadedKubeEmulator(request_latency=latency) as emu:
+        seed_finished(emu, jobs)
         health = free_port()
         env = {**os.environ, "KUBECONFIG": str(emu.kubeconfig_path), "LAXAI_WATCH_NAMESPACES": NS,
                "LAXAI_METRICS_PORT": "0", "LAXAI_HEALTH_PORT": str(health), "PYTHONPATH": str(ROOT)}
@@ -93,7 +121,7 @@ def run_once(n: int, timeout: float) -> dict[str, float]:
         stop = threading.Event()
         watcher = threading.Thread(target=watch_jobs, args=(emu, seen, stop), daemon=True)
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             while True:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
@@ -107,7 +135,7 @@ def run_once(n: int, timeout: float) -> dict[str, float]:
             emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
                              "metadata": {"name": "warmup", "namespace": NS}, "spec": {"tenant_id": "bench"}},
                        namespace=NS)
-            emu.wait_for(lambda: "tj-warmup" in seen, timeout=60, message="warm-up Job")
+            emu.wait_for(lambda: "tj-warmup" in seen, timeout=180, message="warm-up Job")
             created: dict[str, float] = {}
             cpu_before = cpu_seconds(proc.pid)
             burst_start = time.monotonic()
@@ -146,11 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for all Jobs of one size")
+    parser.add_argument("--jobs", type=int, default=0, help="finished TrainingJobs stored before the operator starts")
+    parser.add_argument("--latency-ms", type=float, nargs="+", metavar="MS",
+                        help="every emulator request waits MIN [MAX] ms (uniform), e.g. 5 20")
     args = parser.parse_args(argv)
+    latency = None
+    if args.latency_ms:
+        low, high = (args.latency_ms * 2)[:2]
+        latency = (low / 1000, high / 1000)
+    print(f"{args.jobs} finished TrainingJobs stored; emulator latency {args.latency_ms or 0} ms")
     print(f"{'N':>5} {'jobs':>5} {'burst s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'all done s':>10} "
           f"{'peak RSS MiB':>12} {'op CPU s':>8}")
     for n in args.sizes:
-        r = run_once(n, args.timeout)
+        r = run_once(n, args.timeout, args.jobs, latency)
         print(f"{r['n']:>5} {r['done']:>5} {r['burst_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
               f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f}", flush=True)
     return 0
