@@ -41,6 +41,7 @@ from tests.support.threaded import ThreadedKubeEmulator  # noqa: E402
 
 NS = "default"
 TJS = "training.laxai.io/v1alpha1/trainingjobs"
+PROFILE = os.environ.get("BENCH_PROFILE", "").split()
 
 
 def free_port() -> int:
@@ -114,8 +115,10 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
         seed_finished(emu, jobs)
         health = free_port()
         env = {**os.environ, "KUBECONFIG": str(emu.kubeconfig_path), "LAXAI_WATCH_NAMESPACES": NS,
-               "LAXAI_METRICS_PORT": "0", "LAXAI_HEALTH_PORT": str(health), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen([sys.executable, "-m", "laxai_operator.cli", "run", "--log-format", "plain"],
+               "LAXAI_METRICS_PORT": "0", "LAXAI_HEALTH_PORT": str(health),
+               # this checkout's packages, not whichever laxai_operator happens to be installed
+               "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "api_shim", "trainer_image", "."))}
+        proc = subprocess.Popen([sys.executable, *PROFILE, "-m", "laxai_operator.cli", "run", "--log-format", "plain"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seen: dict[str, float] = {}
         stop = threading.Event()

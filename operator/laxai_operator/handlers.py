@@ -35,7 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from laxai_operator import metrics, naming
 from laxai_operator.kube import Kube, load_config
 from laxai_operator.reconciler import NotOursYet, Reconciler
-from laxai_operator.resource import GROUP, PLURAL, VERSION
+from laxai_operator.resource import GROUP, PLURAL, VERSION, Phase
 from laxai_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,18 @@ async def on_create(memo: kopf.Memo, namespace: str, name: str, retry: int, **_:
     await _reconcile(memo, "create", namespace, name, retry)
 
 
+def settled(status: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """Finished with no TTL to arm: a restart has nothing to read or write for it (phases are final,
+    its Job was deleted or finished before the phase was written)."""
+    phase = status.get("phase")
+    return phase in Phase.__members__ and Phase(phase).terminal and spec.get("ttlSecondsAfterFinished") is None
+
+
 @kopf.on.resume(*TJ, id="resume", retries=RETRIES)
-async def on_resume(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
+async def on_resume(memo: kopf.Memo, namespace: str, name: str, retry: int, status: kopf.Status, spec: kopf.Spec,
+                    **_: Any) -> None:
+    if settled(dict(status), dict(spec)):
+        return  # thousands of finished jobs: no Job/pod reads at startup
     await _reconcile(memo, "resume", namespace, name, retry)
 
 
