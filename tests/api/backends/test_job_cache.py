@@ -214,3 +214,16 @@ async def test_a_watch_that_times_out_is_resumed_without_a_relist(running_cache)
     await eventually(lambda: cache.index.get("later") is not None)
     assert cache.lists == 1
     assert all("resourceVersion=" in path and "timeoutSeconds=1" in path for path in watch_requests(kube))
+
+
+def test_parsed_records_are_reused_until_the_job_changes_and_stay_bounded():
+    ix = JobIndex(record_from_object, sort_key, parsed=2)
+    for i in range(3):
+        ix.upsert(tj(f"j{i}", i + 1))
+    first = ix.record(ix.get("j0"))
+    assert ix.record(ix.get("j0")) is first
+    ix.upsert(tj("j0", 10, phase="running"))
+    assert ix.record(ix.get("j0")).phase == Phase.running  # a new version is parsed again
+    ix.record(ix.get("j1"))
+    ix.record(ix.get("j2"))
+    assert len(ix._parsed) == 2 and "j0" not in ix._parsed
