@@ -107,11 +107,14 @@ def settled(status: dict[str, Any], spec: dict[str, Any]) -> bool:
     return phase in Phase.__members__ and Phase(phase).terminal and spec.get("ttlSecondsAfterFinished") is None
 
 
-@kopf.on.resume(*TJ, id="resume", retries=RETRIES)
-async def on_resume(memo: kopf.Memo, namespace: str, name: str, retry: int, status: kopf.Status, spec: kopf.Spec,
-                    **_: Any) -> None:
-    if settled(dict(status), dict(spec)):
-        return  # thousands of finished jobs: no Job/pod reads at startup
+def _unsettled(status: kopf.Status, spec: kopf.Spec, **_: Any) -> bool:
+    return not settled(dict(status), dict(spec))
+
+
+# ``when``: for thousands of finished jobs kopf does not even start the handler, so a restart
+# makes no Job/pod reads and no progress-annotation patches for them.
+@kopf.on.resume(*TJ, id="resume", retries=RETRIES, when=_unsettled)
+async def on_resume(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
     await _reconcile(memo, "resume", namespace, name, retry)
 
 
