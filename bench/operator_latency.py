@@ -1,6 +1,6 @@
 """Operator latency: create N TrainingJobs at once, time CR created -> Job created.
 
-    python bench/operator_latency.py [--sizes 1 100 500] [--jobs 5000] [--latency-ms 5 20]
+    python bench/operator_latency.py [--sizes 1 100 500] [--jobs 5000] [--latency-ms 5 20] [--running 10]
 
 ``--jobs N`` stores N finished TrainingJobs (completed, as the operator left them: kopf's
 last-handled-configuration annotation included) before the operator starts, so its startup
@@ -110,7 +110,8 @@ def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
         emu.patch(TJS, NS, name, {"metadata": {"annotations": dict(patch["metadata"]["annotations"])}})
 
 
-def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None) -> dict[str, float]:
+def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None,
+             running: int = 0) -> dict[str, float]:
     with ThreadedKubeEmulator(request_latency=latency) as emu:
         seed_finished(emu, jobs)
         health = free_port()
@@ -139,7 +140,15 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
                              "metadata": {"name": "warmup", "namespace": NS}, "spec": {"tenant_id": "bench"}},
                        namespace=NS)
             emu.wait_for(lambda: "tj-warmup" in seen, timeout=180, message="warm-up Job")
+            # Jobs already running through the burst: their pods start during it (the status update timed).
+            for i in range(running):
+                emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                                 "metadata": {"name": f"live-{i}", "namespace": NS}, "spec": {"tenant_id": "bench"}},
+                           namespace=NS)
+            emu.wait_for(lambda: all(f"tj-live-{i}" in seen for i in range(running)), timeout=180,
+                         message="Jobs of the running TrainingJobs")
             created: dict[str, float] = {}
+            started: dict[str, float] = {}
             cpu_before = cpu_seconds(proc.pid)
             burst_start = time.monotonic()
             for i in range(n):
@@ -148,6 +157,10 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
                                  "metadata": {"name": name, "namespace": NS},
                                  "spec": {"tenant_id": "bench", "gpus": 1}}, namespace=NS)
                 created[f"tj-{name}"] = time.monotonic()
+                if running and i % max(1, n // running) == 0 and len(started) < running:
+                    live = f"live-{len(started)}"
+                    emu.make_pod_for_job(f"tj-{live}", NS, phase="Running")
+                    started[live] = time.monotonic()
             burst = time.monotonic() - burst_start
             end = time.monotonic() + timeout
             while len(seen.keys() & created.keys()) < n and time.monotonic() < end:
@@ -156,6 +169,11 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
             if len(done) < n:
                 print(f"  warning: only {len(done)}/{n} Jobs within {timeout}s", file=sys.stderr)
             latencies = [seen[k] - created[k] for k in done]
+            status_lag = []
+            for live, t0 in started.items():
+                emu.wait_for(lambda live=live: (emu.get(TJS, NS, live) or {}).get("status", {}).get("phase") == "running",
+                             timeout=timeout, interval=0.01, message=f"{live} running")
+                status_lag.append(time.monotonic() - t0)
             rss = peak_rss_mib(proc.pid)
             cpu = cpu_seconds(proc.pid) - cpu_before
         finally:
@@ -170,6 +188,7 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
         "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
         "max_ms": 1000 * max(latencies), "mean_ms": 1000 * statistics.fmean(latencies),
         "all_s": max(seen[k] for k in done) - burst_start, "peak_rss_mib": rss or float("nan"), "cpu_s": cpu,
+        "status_max_ms": 1000 * max(status_lag) if status_lag else float("nan"),
     }
 
 
@@ -178,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for all Jobs of one size")
     parser.add_argument("--jobs", type=int, default=0, help="finished TrainingJobs stored before the operator starts")
+    parser.add_argument("--running", type=int, default=0,
+                        help="TrainingJobs whose pods start during the burst: prints the slowest pending→running")
     parser.add_argument("--latency-ms", type=float, nargs="+", metavar="MS",
                         help="every emulator request waits MIN [MAX] ms (uniform), e.g. 5 20")
     args = parser.parse_args(argv)
@@ -187,11 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         latency = (low / 1000, high / 1000)
     print(f"{args.jobs} finished TrainingJobs stored; emulator latency {args.latency_ms or 0} ms")
     print(f"{'N':>5} {'jobs':>5} {'burst s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'all done s':>10} "
-          f"{'peak RSS MiB':>12} {'op CPU s':>8}")
+          f"{'peak RSS MiB':>12} {'op CPU s':>8} {'status max ms':>13}")
     for n in args.sizes:
-        r = run_once(n, args.timeout, args.jobs, latency)
+        r = run_once(n, args.timeout, args.jobs, latency, args.running)
         print(f"{r['n']:>5} {r['done']:>5} {r['burst_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
-              f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f}", flush=True)
+              f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f} {r['status_max_ms']:>13.1f}", flush=True)
     return 0
 
 
