@@ -111,7 +111,7 @@ def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
 
 
 def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None,
-             running: int = 0) -> dict[str, float]:
+             running: int = 0, kubectl: bool = False) -> dict[str, float]:
     with ThreadedKubeEmulator(request_latency=latency) as emu:
         seed_finished(emu, jobs)
         health = free_port()
@@ -149,12 +149,14 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
                          message="Jobs of the running TrainingJobs")
             created: dict[str, float] = {}
             started: dict[str, float] = {}
+            # as the API creates them (tenant label set); --kubectl: without it (the operator adds it)
+            labels = {} if kubectl else {"training.laxai.io/tenant": "bench"}
             cpu_before = cpu_seconds(proc.pid)
             burst_start = time.monotonic()
             for i in range(n):
                 name = f"bench-{i:04d}"
                 emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
-                                 "metadata": {"name": name, "namespace": NS},
+                                 "metadata": {"name": name, "namespace": NS, "labels": labels},
                                  "spec": {"tenant_id": "bench", "gpus": 1}}, namespace=NS)
                 created[f"tj-{name}"] = time.monotonic()
                 if running and i % max(1, n // running) == 0 and len(started) < running:
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="TrainingJobs whose pods start during the burst: prints the slowest pending→running")
     parser.add_argument("--latency-ms", type=float, nargs="+", metavar="MS",
                         help="every emulator request waits MIN [MAX] ms (uniform), e.g. 5 20")
+    parser.add_argument("--kubectl", action="store_true",
+                        help="burst TrainingJobs without the tenant label, as kubectl creates them")
     args = parser.parse_args(argv)
     latency = None
     if args.latency_ms:
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'N':>5} {'jobs':>5} {'burst s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'all done s':>10} "
           f"{'peak RSS MiB':>12} {'op CPU s':>8} {'status max ms':>13}")
     for n in args.sizes:
-        r = run_once(n, args.timeout, args.jobs, latency, args.running)
+        r = run_once(n, args.timeout, args.jobs, latency, args.running, args.kubectl)
         print(f"{r['n']:>5} {r['done']:>5} {r['burst_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
               f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f} {r['status_max_ms']:>13.1f}", flush=True)
     return 0

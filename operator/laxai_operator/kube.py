@@ -24,9 +24,10 @@ T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
 #: Seconds before an API call is abandoned (and retried by the caller): never hang a reconcile.
 REQUEST_TIMEOUT = 30
-#: Concurrent API calls (threads, and kept-alive connections: the client's default pool is
-#: 5 per CPU, so a burst on a small node opened and dropped a connection per call).
-WORKERS = 64
+#: Concurrent API calls: threads, and as many kept-alive connections (the client's default pool
+#: is 5 per CPU, so on a 2-CPU node a burst opened and dropped a connection per call; 64
+#: threads measured no better than 16 — kopf's per-event CPU is the limit, not I/O).
+WORKERS = 16
 
 
 def load_config(connections: int = WORKERS) -> kubernetes.client.ApiClient:
