@@ -1,8 +1,11 @@
-"""API latency on loopback: p50/p99 of status and list with N jobs, and POST throughput,
-for each backend (local: SQLite, queue-only so no trainer starts; kubernetes: the API
-emulator from tests/support). uvicorn serves on 127.0.0.1; an httpx client measures.
+"""API latency on loopback: p50/p99 of status, list and POST with N jobs stored, POST
+throughput and peak RSS, for each backend (local: SQLite, queue-only so no trainer starts;
+kubernetes: the API emulator from tests/support, optionally with a per-request latency
+drawn from ``--latency-ms MIN MAX``, e.g. 5 20). uvicorn serves on 127.0.0.1; an httpx
+client measures. Peak RSS is this process's (the API, and for kubernetes the emulator too).
 
-    python bench/api_latency.py [--jobs 1000] [--requests 300] [--posts 300] [--backend local kubernetes]
+    python bench/api_latency.py [--jobs 5000] [--requests 300] [--posts 300] [--latency-ms 5 20]
+                                [--backend local kubernetes]
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import resource
 import socket
 import statistics
 import sys
@@ -69,17 +73,21 @@ def timed(client: httpx.Client, requests: int, path: Callable[[], str]) -> tuple
     return percentiles(samples)
 
 
-async def post_throughput(url: str, posts: int, concurrency: int = 8) -> float:
+async def post_throughput(url: str, posts: int, concurrency: int = 8) -> tuple[float, float, float]:
+    """(jobs/s, p50 ms, p99 ms) of ``posts`` POSTs, ``concurrency`` at a time."""
+    samples: list[float] = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         queue = iter(range(posts))
 
         async def worker():
             for _ in queue:
+                t0 = time.perf_counter()
                 (await client.post("/api/v1/train", json=BODY)).raise_for_status()
+                samples.append(time.perf_counter() - t0)
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return posts / (time.perf_counter() - start)
+        return posts / (time.perf_counter() - start), *percentiles(samples)
 
 
 def measure(name: str, app, task_ids: list[str], args) -> None:
@@ -93,13 +101,19 @@ def measure(name: str, app, task_ids: list[str], args) -> None:
                                                       lambda: "/api/v1/train/jobs?tenant_id=tenant7")),
             ("GET jobs (limit 1000)", timed(client, max(10, args.requests // 20), lambda: "/api/v1/train/jobs?limit=1000")),
         ]
-        throughput = asyncio.run(post_throughput(url, args.posts))
+        throughput, *post = asyncio.run(post_throughput(url, args.posts))
+        rows.append(("POST (8 concurrent)", tuple(post)))
         total = client.get("/api/v1/train/jobs?limit=1").json()["total_jobs"]
     print(f"\n{name} backend: {len(task_ids)} jobs stored (then {total} after the POSTs)")
     print(f"  {'request':<34} {'p50 ms':>8} {'p99 ms':>8}")
     for label, (p50, p99) in rows:
         print(f"  {label:<34} {p50:>8.2f} {p99:>8.2f}")
     print(f"  POST /api/v1/train (8 concurrent): {throughput:.0f} jobs/s over {args.posts} submissions")
+    print(f"  peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    index = getattr(app.state.backend, "index", None)
+    if index is not None:
+        print(f"  TrainingJob cache: {len(index.jobs)} jobs, {sum(len(j.doc) for j in index.jobs.values()) / 1024:.0f} KiB"
+              " of trimmed objects")
 
 
 def bench_local(args, workdir: Path) -> None:
@@ -120,7 +134,11 @@ def bench_kubernetes(args, workdir: Path) -> None:
     from tests.support.threaded import TRAININGJOBS, ThreadedKubeEmulator
 
     settings = ApiSettings(backend="kubernetes", namespace="default", storage_root=str(workdir / "storage"))
-    with ThreadedKubeEmulator(workdir=workdir) as kube:
+    latency = None
+    if args.latency_ms:
+        low, high = (args.latency_ms * 2)[:2]
+        latency = (low / 1000, high / 1000)
+    with ThreadedKubeEmulator(workdir=workdir, request_latency=latency) as kube:
         task_ids = []
         for i in range(args.jobs):
             task_id = str(uuid.uuid4())
@@ -141,6 +159,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=300, help="status/detail requests (lists: fewer)")
     parser.add_argument("--posts", type=int, default=300)
+    parser.add_argument("--latency-ms", type=float, nargs="+", metavar="MS",
+                        help="kubernetes: every emulator request waits MIN [MAX] ms (uniform), e.g. 5 20")
     parser.add_argument("--backend", nargs="+", default=["local", "kubernetes"], choices=["local", "kubernetes"])
     args = parser.parse_args()
     random.seed(0)

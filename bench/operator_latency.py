@@ -1,6 +1,11 @@
 """Operator latency: create N TrainingJobs at once, time CR created -> Job created.
 
-    python bench/operator_latency.py [--sizes 1 100 500]
+    python bench/operator_latency.py [--sizes 1 100 500] [--jobs 5000] [--latency-ms 5 20] [--running 10]
+
+``--jobs N`` stores N finished TrainingJobs (completed, as the operator left them: kopf's
+last-handled-configuration annotation included) before the operator starts, so its startup
+and its memory carry them; ``--latency-ms MIN [MAX]`` makes every emulator request wait a
+uniformly drawn time (a loaded or remote API server).
 
 For each N: a fresh Kubernetes API emulator (tests/support, loopback) and a fresh operator
 *process* (``laxai-operator run``, KUBECONFIG pointing at the emulator), so the operator's
@@ -36,6 +41,7 @@ from tests.support.threaded import ThreadedKubeEmulator  # noqa: E402
 
 NS = "default"
 TJS = "training.laxai.io/v1alpha1/trainingjobs"
+PROFILE = os.environ.get("BENCH_PROFILE", "").split()
 
 
 def free_port() -> int:
@@ -82,18 +88,44 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run_once(n: int, timeout: float) -> dict[str, float]:
-    with ThreadedKubeEmulator() as emu:
+def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
+    """``count`` completed TrainingJobs whose kopf diff base matches their spec (handled before)."""
+    import kopf
+
+    from laxai_operator.resource import GROUP
+
+    storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    for i in range(count):
+        name = f"done-{i:05d}"
+        obj = emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                               "metadata": {"name": name, "namespace": NS,
+                                            "labels": {"training.laxai.io/tenant": f"t{i % 10}"}},
+                               "spec": {"tenant_id": f"t{i % 10}"},
+                               "status": {"phase": "completed", "reason": "Succeeded",
+                                          "completionTime": "2026-01-01T00:00:00Z", "jobName": f"tj-{name}",
+                                          "progress": {"status": "completed", "current_epoch": 50}}},
+                         namespace=NS)
+        patch = kopf.Patch()
+        storage.store(body=kopf.Body(obj), patch=patch, essence=storage.build(body=kopf.Body(obj)))
+        emu.patch(TJS, NS, name, {"metadata": {"annotations": dict(patch["metadata"]["annotations"])}})
+
+
+def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None,
+             running: int = 0, kubectl: bool = False) -> dict[str, float]:
+    with ThreadedKubeEmulator(request_latency=latency) as emu:
+        seed_finished(emu, jobs)
         health = free_port()
         env = {**os.environ, "KUBECONFIG": str(emu.kubeconfig_path), "LAXAI_WATCH_NAMESPACES": NS,
-               "LAXAI_METRICS_PORT": "0", "LAXAI_HEALTH_PORT": str(health), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen([sys.executable, "-m", "laxai_operator.cli", "run", "--log-format", "plain"],
+               "LAXAI_METRICS_PORT": "0", "LAXAI_HEALTH_PORT": str(health),
+               # this checkout's packages, not whichever laxai_operator happens to be installed
+               "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "api_shim", "trainer_image", "."))}
+        proc = subprocess.Popen([sys.executable, *PROFILE, "-m", "laxai_operator.cli", "run", "--log-format", "plain"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seen: dict[str, float] = {}
         stop = threading.Event()
         watcher = threading.Thread(target=watch_jobs, args=(emu, seen, stop), daemon=True)
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             while True:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
@@ -107,16 +139,30 @@ def run_once(n: int, timeout: float) -> dict[str, float]:
             emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
                              "metadata": {"name": "warmup", "namespace": NS}, "spec": {"tenant_id": "bench"}},
                        namespace=NS)
-            emu.wait_for(lambda: "tj-warmup" in seen, timeout=60, message="warm-up Job")
+            emu.wait_for(lambda: "tj-warmup" in seen, timeout=180, message="warm-up Job")
+            # Jobs already running through the burst: their pods start during it (the status update timed).
+            for i in range(running):
+                emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                                 "metadata": {"name": f"live-{i}", "namespace": NS}, "spec": {"tenant_id": "bench"}},
+                           namespace=NS)
+            emu.wait_for(lambda: all(f"tj-live-{i}" in seen for i in range(running)), timeout=180,
+                         message="Jobs of the running TrainingJobs")
             created: dict[str, float] = {}
+            started: dict[str, float] = {}
+            # as the API creates them (tenant label set); --kubectl: without it (the operator adds it)
+            labels = {} if kubectl else {"training.laxai.io/tenant": "bench"}
             cpu_before = cpu_seconds(proc.pid)
             burst_start = time.monotonic()
             for i in range(n):
                 name = f"bench-{i:04d}"
                 emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
-                                 "metadata": {"name": name, "namespace": NS},
+                                 "metadata": {"name": name, "namespace": NS, "labels": labels},
                                  "spec": {"tenant_id": "bench", "gpus": 1}}, namespace=NS)
                 created[f"tj-{name}"] = time.monotonic()
+                if running and i % max(1, n // running) == 0 and len(started) < running:
+                    live = f"live-{len(started)}"
+                    emu.make_pod_for_job(f"tj-{live}", NS, phase="Running")
+                    started[live] = time.monotonic()
             burst = time.monotonic() - burst_start
             end = time.monotonic() + timeout
             while len(seen.keys() & created.keys()) < n and time.monotonic() < end:
@@ -125,6 +171,11 @@ def run_once(n: int, timeout: float) -> dict[str, float]:
             if len(done) < n:
                 print(f"  warning: only {len(done)}/{n} Jobs within {timeout}s", file=sys.stderr)
             latencies = [seen[k] - created[k] for k in done]
+            status_lag = []
+            for live, t0 in started.items():
+                emu.wait_for(lambda live=live: (emu.get(TJS, NS, live) or {}).get("status", {}).get("phase") == "running",
+                             timeout=timeout, interval=0.01, message=f"{live} running")
+                status_lag.append(time.monotonic() - t0)
             rss = peak_rss_mib(proc.pid)
             cpu = cpu_seconds(proc.pid) - cpu_before
         finally:
@@ -139,6 +190,7 @@ def run_once(n: int, timeout: float) -> dict[str, float]:
         "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
         "max_ms": 1000 * max(latencies), "mean_ms": 1000 * statistics.fmean(latencies),
         "all_s": max(seen[k] for k in done) - burst_start, "peak_rss_mib": rss or float("nan"), "cpu_s": cpu,
+        "status_max_ms": 1000 * max(status_lag) if status_lag else float("nan"),
     }
 
 
@@ -146,13 +198,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for all Jobs of one size")
+    parser.add_argument("--jobs", type=int, default=0, help="finished TrainingJobs stored before the operator starts")
+    parser.add_argument("--running", type=int, default=0,
+                        help="TrainingJobs whose pods start during the burst: prints the slowest pending→running")
+    parser.add_argument("--latency-ms", type=float, nargs="+", metavar="MS",
+                        help="every emulator request waits MIN [MAX] ms (uniform), e.g. 5 20")
+    parser.add_argument("--kubectl", action="store_true",
+                        help="burst TrainingJobs without the tenant label, as kubectl creates them")
     args = parser.parse_args(argv)
+    latency = None
+    if args.latency_ms:
+        low, high = (args.latency_ms * 2)[:2]
+        latency = (low / 1000, high / 1000)
+    print(f"{args.jobs} finished TrainingJobs stored; emulator latency {args.latency_ms or 0} ms")
     print(f"{'N':>5} {'jobs':>5} {'burst s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'all done s':>10} "
-          f"{'peak RSS MiB':>12} {'op CPU s':>8}")
+          f"{'peak RSS MiB':>12} {'op CPU s':>8} {'status max ms':>13}")
     for n in args.sizes:
-        r = run_once(n, args.timeout)
+        r = run_once(n, args.timeout, args.jobs, latency, args.running, args.kubectl)
         print(f"{r['n']:>5} {r['done']:>5} {r['burst_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
-              f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f}", flush=True)
+              f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f} {r['status_max_ms']:>13.1f}", flush=True)
     return 0
 
 

@@ -171,7 +171,7 @@ async def test_custom_name_of_an_active_job_is_409_until_it_finishes(api):
     await api.client.delete(f"/api/v1/train/{running}")
     if api.kube:
         api.kube.patch_status(TRAININGJOBS, NAMESPACE, running, {"phase": "cancelled"})
-    await wait_status(api.client, running, {"cancelled"})  # cancel answers before the trainer exits
+    await wait_status(api.client, running, {"cancelled"})  # cancel answers before the trainer exits; the cache sees the write
     resumed = await api.client.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "shared_run", **SHORT})
     assert resumed.status_code == 200, resumed.text
 

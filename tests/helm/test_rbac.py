@@ -23,7 +23,7 @@ OPERATOR_CLUSTER_RULES = OPERATOR_RULES
 # (API) check these tables against the requests the code really sends.
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 API_RULES = {
-    TJ: {"get", "list", "create", "patch"},  # cancel is a patch of spec.cancel; no watch
+    TJ: {"get", "list", "watch", "create", "patch"},  # list + watch feed the read cache; cancel is a patch of spec.cancel
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
 }

@@ -35,6 +35,12 @@ faults), but serves every Kubernetes request with its own semantics:
   nulls (a ``Warning`` header, or 422 with ``fieldValidation=Strict``), ``default``s, and
   openAPIV3Schema validation → 422 Invalid naming each field; a CRD itself is served (or
   created) only if it passes kube-apiserver's CRD checks (``crd_admission``), else 422;
+- ``allowWatchBookmarks=true``: a BOOKMARK with the current resourceVersion after every
+  ``bookmark_interval`` seconds without an event (kube-apiserver's watch cache sends them
+  about once a minute; clients may not rely on any interval — KEP-956, api-concepts
+  "Watch bookmarks");
+- ``request_latency=(min, max)``: every request waits a uniformly drawn time first (a
+  loaded or remote API server; requests still overlap, as on a real one);
 - pods/log from ``set_pod_log`` (``tailLines``); ``dryRun=All``;
 - fault injection: ``inject_failure(method, path_regex, status, times)`` (or kmock's DSL);
 - opt-in (``access=tests.support.access.AccessControl()``): bearer-token authentication, RBAC
@@ -58,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,7 +79,7 @@ from tests.support import discovery
 from tests.support.api_errors import REASONS, ApiError, bad_request, not_found
 from tests.support.kinds import Kind
 from tests.support.object_store import ObjectStore, int_param, selectors_from_params
-from tests.support.watching import Watcher, initial_events
+from tests.support.watching import Watcher, bookmark, initial_events
 
 _PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -146,6 +153,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     default_namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public")
     #: ``tests.support.access.AccessControl``: authentication, RBAC and admission; None allows everything.
     access: Any = None
+    request_latency: tuple[float, float] | None = None  # seconds (min, max) added to every request
+    bookmark_interval: float = 60.0  # idle seconds before a BOOKMARK on watches that allow them
 
     store: ObjectStore = attrs.field(init=False)
     internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
@@ -210,6 +219,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 raise ApiError(failure.status, REASONS.get(failure.status, "InternalError"), failure.message)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.request_latency:
+            await asyncio.sleep(random.uniform(*self.request_latency))
         if self.failures:
             self._injected(request)
         if self._payloads:  # reactions added through kmock's DSL (e.g. fault injection) go first
@@ -378,6 +389,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         store = self.store
         initial = initial_events(watcher, params, store.live(kind, namespace), store.events, int(store.resource_version))
         timeout = int_param(params, "timeoutSeconds")
+        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
         response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         raw = request._raw_request
         assert raw is not None
@@ -390,7 +402,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if watcher in self.store.watchers:
                 async with asyncio.timeout(timeout if timeout and timeout > 0 else None):
                     while not self._closing:
-                        event = await watcher.queue.get()
+                        event = await self._next_event(watcher, bookmarks)
                         if event is None:
                             break
                         await response.write(json.dumps(event).encode() + b"\n")
@@ -403,6 +415,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self.store.watchers.discard(watcher)
         return response
+
+    async def _next_event(self, watcher: Watcher, bookmarks: bool) -> dict[str, Any] | None:
+        if not bookmarks:
+            return await watcher.queue.get()
+        try:
+            return await asyncio.wait_for(watcher.queue.get(), self.bookmark_interval)
+        except TimeoutError:
+            return bookmark(watcher.kind, self.store.resource_version)
 
     def close_watches(self) -> None:
         """End every open watch stream (clients see the server close it and may reconnect)."""

@@ -53,6 +53,14 @@ class Watcher:
         return None
 
 
+def bookmark(kind: Kind, rv: int | str, initial_events_end: bool = False) -> Obj:
+    """A BOOKMARK event: only the kind and a resourceVersion, as the API server sends it."""
+    meta: Obj = {"resourceVersion": str(rv)}
+    if initial_events_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"type": "BOOKMARK", "object": {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": meta}}
+
+
 def initial_events(watcher: Watcher, params: dict[str, str], live: Iterable[Obj], history: Iterable[Change],
                    current_rv: int) -> list[Obj]:
     """What a new watch is sent before live events, from its ``resourceVersion``/``sendInitialEvents``.
@@ -65,10 +73,7 @@ def initial_events(watcher: Watcher, params: dict[str, str], live: Iterable[Obj]
     if since in ("", "0") or params.get("sendInitialEvents") == "true":
         events = [{"type": "ADDED", "object": obj} for obj in live if watcher.sees(obj)]
         if params.get("sendInitialEvents") == "true":
-            kind = watcher.kind
-            events.append({"type": "BOOKMARK", "object": {
-                "kind": kind.kind, "apiVersion": kind.api_version, "metadata": {
-                    "resourceVersion": str(current_rv), "annotations": {"k8s.io/initial-events-end": "true"}}}})
+            events.append(bookmark(watcher.kind, current_rv, initial_events_end=True))
         return events
     if not since.isdigit():
         raise ApiError(400, "BadRequest", f"invalid resourceVersion {since!r}")

@@ -5,10 +5,16 @@
   creation time (creationTimestamp has one-second resolution; newest-first needs more).
 - status, progress, metrics and conditions are the CR's status (the operator and trainer
   write them); cancel merge-patches ``spec.cancel: true`` and the operator stops the pods.
+- reads (status, detail, list, filters, pages, and so the POST's idempotency and run-name
+  checks) are served from a watch-backed cache (:mod:`laxai_api.backends.job_cache`), not
+  by listing the namespace; this replica's own creates and cancels are applied to it from
+  the write's response (read-your-writes). A task id the cache does not hold yet (created
+  through another replica a moment ago) is read with one GET.
 - logs: the newest trainer pod's log while one exists, else the run's saved
   ``{tenant}/runs/{run}/logs/trainer.log`` from LAXAI_STORAGE_ROOT (logs outlive pods).
 - TrainingJobs created with kubectl are served too (task id = their name); their tenant
-  is ``spec.tenant_id``, which is also what authorisation checks (labels can be forged).
+  is ``spec.tenant_id``, which is also what authorisation checks and lists filter on
+  (labels can be forged; the operator sets the tenant label from it for kubectl's views).
 
 The official client is synchronous: every call runs in a worker thread.
 """
@@ -18,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -38,6 +43,7 @@ from laxai_api.backends.base import (
     now_rfc3339,
     tail_text,
 )
+from laxai_api.backends.job_cache import JobCache, JobIndex
 from laxai_api.errors import BackendUnavailable, InvalidRequest, JobExists, JobFinished, JobNotFound
 from laxai_api.settings import ApiSettings
 from laxai_operator import naming
@@ -56,8 +62,8 @@ log = logging.getLogger(__name__)
 
 CREATED_BY_LABEL = f"{GROUP}/created-by"
 CREATED_AT_ANNOTATION = f"{GROUP}/created-at"
-LIST_CHUNK = 500
-T = TypeVar("T")
+#: Seconds a list waits for the cache's first list before answering 503.
+SYNC_TIMEOUT = 10.0
 
 
 class _Missing(Exception):
@@ -156,56 +162,34 @@ def sort_key(job: JobRecord) -> tuple[str, str]:
     return sortable_time(job.created_at), job.task_id
 
 
-def object_key(obj: dict[str, Any]) -> tuple[str, str]:
-    """The sort key of a stored TrainingJob, read without parsing it (lists parse one page only)."""
-    meta = obj.get("metadata") or {}
-    created = (meta.get("annotations") or {}).get(CREATED_AT_ANNOTATION) or meta.get("creationTimestamp")
-    return sortable_time(created), meta.get("name", "")
-
-
-def object_tenant(obj: dict[str, Any]) -> str | None:
-    spec = obj.get("spec")
-    tenant = spec.get("tenant_id") if isinstance(spec, dict) else None
-    return tenant if isinstance(tenant, str) else None
-
-
-def object_phase(obj: dict[str, Any]) -> Phase:
-    status = obj.get("status")
-    phase = status.get("phase") if isinstance(status, dict) else None
-    return Phase(phase) if phase in Phase.__members__ else Phase.pending
-
-
-def page_of(items: list[T], query: ListQuery, key: Callable[[T], tuple[str, str]]) -> tuple[int, list[T], str | None]:
-    """Newest first; the continue token is the (created, name) cursor of the last item shown."""
-    ordered = sorted(items, key=key, reverse=True)
-    if query.continue_token:
-        cursor = decode_token(query.continue_token)
-        if len(cursor) != 2 or not all(isinstance(c, str) for c in cursor):
-            raise invalid_token()
-        ordered = [item for item in ordered if key(item) < (cursor[0], cursor[1])]
-    shown = ordered[: query.limit]
-    token = encode_token(list(key(shown[-1]))) if len(ordered) > query.limit else None
-    return len(items), shown, token
-
-
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
-    def __init__(self, settings: ApiSettings, api_client: kubernetes.client.ApiClient | None = None):
+    def __init__(self, settings: ApiSettings, api_client: kubernetes.client.ApiClient | None = None, *,
+                 watch_timeout: int = 300, sync_timeout: float = SYNC_TIMEOUT):
         self.namespace = settings.namespace
         self.storage_root = settings.storage_root
         self._api_client = api_client
         self._owns_client = api_client is None
         self.custom: kubernetes.client.CustomObjectsApi | None = None
         self.core: kubernetes.client.CoreV1Api | None = None
+        self.index = JobIndex(record_from_object, sort_key, annotations=(CREATED_AT_ANNOTATION,))
+        self.cache: JobCache | None = None
+        self.watch_timeout = watch_timeout
+        self.sync_timeout = sync_timeout
 
     async def start(self) -> None:
         if self._api_client is None:
             self._api_client = await asyncio.to_thread(load_api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self._api_client)
         self.core = kubernetes.client.CoreV1Api(self._api_client)
+        self.cache = JobCache(self.custom, self.namespace, self.index, watch_timeout=self.watch_timeout)
+        await self.cache.start()
 
     async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
+            self.cache = None
         if self._owns_client and self._api_client is not None:
             await asyncio.to_thread(self._api_client.close)
             self._api_client = None
@@ -240,11 +224,19 @@ class KubernetesBackend(Backend):
 
     async def _object(self, task_id: str) -> dict[str, Any]:
         try:
-            return await self._call(
+            obj = await self._call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, task_id
             )
         except _Missing:
             raise JobNotFound(task_id) from None
+        self.index.upsert(obj)
+        return obj
+
+    async def _synced(self) -> None:
+        if self.cache is None or not await self.cache.wait_synced(self.sync_timeout):
+            error = self.cache.last_error if self.cache is not None else "not started"
+            raise BackendUnavailable("The TrainingJob cache has not synced with the Kubernetes API",
+                                     {"kubernetes_message": error or ""})
 
     # ---- the interface --------------------------------------------------------------
 
@@ -266,40 +258,29 @@ class KubernetesBackend(Backend):
             )
         except _Exists:
             raise JobExists(task_id) from None
+        self.index.upsert(created)  # read-your-writes: lists and the next POST's checks see it
         return record_from_object(created)
 
     async def get(self, task_id: str) -> JobRecord:
+        entry = self.index.get(task_id)
+        if entry is not None:
+            return self.index.record(entry)
         record = record_from_object(await self._object(task_id))
         if record is None:
             raise JobNotFound(task_id)
         return record
 
     async def list(self, query: ListQuery) -> JobPage:
-        selector = f"{naming.LABEL_TENANT}={query.tenant_id}" if query.tenant_id else None
-        items, token = [], None
-        while True:
-            kwargs: dict[str, Any] = {"limit": LIST_CHUNK}
-            if selector:
-                kwargs["label_selector"] = selector
-            if token:
-                kwargs["_continue"] = token
-            answer = await self._call(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, **kwargs
-            )
-            items += answer.get("items", [])
-            token = (answer.get("metadata") or {}).get("continue")
-            if not token:
-                break
-        # Filter and order the raw objects; parse only the page (parsing 1,000 specs costs more than HTTP).
-        matching = [
-            obj for obj in items
-            if (tenant := object_tenant(obj)) is not None
-            and (query.tenant_id is None or tenant == query.tenant_id)
-            and (query.status is None or object_phase(obj) == query.status)
-        ]
-        total, shown, token = page_of(matching, query, object_key)
-        jobs = [r for r in map(record_from_object, shown) if r is not None]
-        return JobPage(total=total, jobs=jobs, next_token=token)
+        await self._synced()
+        cursor = None
+        if query.continue_token:
+            decoded = decode_token(query.continue_token)
+            if len(decoded) != 2 or not all(isinstance(c, str) for c in decoded):
+                raise invalid_token()
+            cursor = (decoded[0], decoded[1])
+        total, shown, after = self.index.page(query.tenant_id, query.status, query.limit, cursor)
+        jobs = [self.index.record(entry) for entry in shown]
+        return JobPage(total=total, jobs=jobs, next_token=encode_token(list(after)) if after else None)
 
     async def cancel(self, task_id: str) -> JobRecord:
         job = await self.get(task_id)
@@ -312,6 +293,7 @@ class KubernetesBackend(Backend):
             )
         except _Missing:
             raise JobNotFound(task_id) from None
+        self.index.upsert(patched)
         return record_from_object(patched)
 
     async def logs(self, task_id: str, tail: int) -> LogTail:
@@ -358,5 +340,14 @@ class KubernetesBackend(Backend):
             )
         except (BackendUnavailable, _Missing) as exc:
             details["error"] = str(exc) or "TrainingJob resources not found (is the CRD installed?)"
+            return False, details
+        cache = self.cache
+        if cache is not None:
+            await cache.wait_synced(min(self.sync_timeout, 3.0))  # a fresh replica: its first list
+        details["cache"] = {"synced": cache is not None and cache.synced, "jobs": len(self.index.jobs),
+                            "resource_version": str(self.index.resource_version),
+                            "lists": cache.lists if cache else 0}
+        if cache is None or not cache.synced:
+            details["error"] = f"the TrainingJob cache has not synced: {cache.last_error if cache else 'not started'}"
             return False, details
         return True, details

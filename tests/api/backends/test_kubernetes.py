@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import kubernetes
 import pytest
 
 from laxai_api.app import create_app
-from laxai_api.backends.base import JobRecord, ListQuery
 from laxai_api.backends.kubernetes import (
     KubernetesBackend,
-    page_of,
     record_from_object,
-    sort_key,
-    sortable_time,
 )
-from laxai_operator.resource import TrainingJobSpec
 from tests.api.conftest import NAMESPACE, TRAININGJOBS, local_settings, serve
 from tests.support.threaded import ThreadedKubeEmulator
 
@@ -24,7 +21,26 @@ async def kapi(kube_emulator, tmp_path):
     settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
     backend = KubernetesBackend(settings, api_client=kube_emulator.api_client())
     async with serve(create_app(settings, backend)) as client:
+        client.backend = backend
         yield client
+
+
+async def cached(client, obj: dict) -> None:
+    """Wait until the app's cache holds ``obj`` (another writer's change reaches it by the watch)."""
+    index, rv = client.backend.index, int(obj["metadata"]["resourceVersion"])
+    for _ in range(500):
+        entry = index.get(obj["metadata"]["name"])
+        if entry is not None and entry.rv >= rv:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{obj['metadata']['name']} not cached")
+
+
+def trainingjob_lists(kube) -> list[str]:
+    """The TrainingJob collection reads (not watches) in the emulator's request log."""
+    return kube.call(lambda: [r._raw_request.path_qs for r in kube.emulator._requests
+                              if r._raw_request.method == "GET" and "watch=true" not in r._raw_request.path_qs
+                              and r._raw_request.path.endswith("/trainingjobs")])
 
 
 def trainingjob(name: str, tenant: str, labels: dict | None = None, status: dict | None = None) -> dict:
@@ -37,7 +53,7 @@ def trainingjob(name: str, tenant: str, labels: dict | None = None, status: dict
 
 
 async def test_kubectl_created_jobs_are_addressable_by_name(kapi, kube_emulator):
-    kube_emulator.create(TRAININGJOBS, trainingjob("cpu-smoke", "tenant1", status={
+    created = kube_emulator.create(TRAININGJOBS, trainingjob("cpu-smoke", "tenant1", status={
         "phase": "running", "reason": "Running", "message": "epoch 1/2",
         "progress": {"status": "running", "current_epoch": 1, "total_epochs": 2, "current_loss": 0.7, "best_loss": 0.6},
         "conditions": [{"type": "Running", "status": "True", "reason": "PodRunning", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
@@ -49,13 +65,15 @@ async def test_kubectl_created_jobs_are_addressable_by_name(kapi, kube_emulator)
     assert detail["run_name"] == "cpu_smoke" and detail["spec"]["gpus"] == 0
     assert detail["conditions"][0]["reason"] == "PodRunning" and detail["started_at"] == "2026-01-01T00:00:00Z"
     assert detail["attempts"] == 1
+    await cached(kapi, created)
     listed = (await kapi.get("/api/v1/train/jobs")).json()
     assert [j["task_id"] for j in listed["jobs"]] == ["cpu-smoke"]
 
 
 async def test_tenant_comes_from_the_spec_not_a_forged_label(kapi, kube_emulator):
-    kube_emulator.create(TRAININGJOBS, trainingjob("forged", "tenant2", labels={"training.laxai.io/tenant": "tenant1"}),
-                         NAMESPACE)
+    forged = kube_emulator.create(TRAININGJOBS, trainingjob("forged", "tenant2",
+                                                            labels={"training.laxai.io/tenant": "tenant1"}), NAMESPACE)
+    await cached(kapi, forged)
     listed = (await kapi.get("/api/v1/train/jobs", params={"tenant_id": "tenant1"})).json()
     assert listed["total_jobs"] == 0
     assert (await kapi.get("/api/v1/train/forged")).json()["tenant_id"] == "tenant2"
@@ -88,7 +106,7 @@ async def test_unreachable_api_server_is_503(tmp_path):
     configuration.host = "http://127.0.0.1:9"  # discard port: connection refused
     configuration.retries = 0
     settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
-    backend = KubernetesBackend(settings, api_client=kubernetes.client.ApiClient(configuration))
+    backend = KubernetesBackend(settings, api_client=kubernetes.client.ApiClient(configuration), sync_timeout=0.2)
     async with serve(create_app(settings, backend)) as client:
         health = await client.get("/health")
         assert health.status_code == 503 and health.json()["error"] == "backend_unavailable"
@@ -104,26 +122,6 @@ async def test_missing_crd_is_503_on_health(tmp_path):
         async with serve(create_app(settings, KubernetesBackend(settings, api_client=kube.api_client()))) as client:
             health = await client.get("/health")
     assert health.status_code == 503 and "CRD" in health.json()["details"]["error"]
-
-
-def _job(name: str, created: str) -> JobRecord:
-    return JobRecord(task_id=name, tenant_id="t", spec=TrainingJobSpec(tenant_id="t"), created_at=created)
-
-
-def test_sortable_time_orders_mixed_resolutions():
-    assert sortable_time("2026-01-01T00:00:01Z") > sortable_time("2026-01-01T00:00:00.999999Z")
-    assert sortable_time("2026-01-01T00:00:00Z") == "2026-01-01T00:00:00.000000Z"
-
-
-def test_pages_are_newest_first_and_stable_under_inserts():
-    jobs = [_job(f"j{i}", f"2026-01-01T00:00:{i:02d}Z") for i in range(5)]
-    total, first, token = page_of(jobs, ListQuery(limit=2), sort_key)
-    assert [j.task_id for j in first] == ["j4", "j3"] and total == 5
-    jobs.append(_job("j9", "2026-01-01T00:01:00Z"))  # a new job does not shift later pages
-    _, second, token = page_of(jobs, ListQuery(limit=2, continue_token=token), sort_key)
-    assert [j.task_id for j in second] == ["j2", "j1"]
-    _, last, token = page_of(jobs, ListQuery(limit=2, continue_token=token), sort_key)
-    assert [j.task_id for j in last] == ["j0"] and token is None
 
 
 def test_unreadable_specs_are_skipped_not_500():
@@ -182,3 +180,55 @@ async def test_default_gpus_fills_an_unset_gpus_only(kube_emulator, tmp_path):
         explicit = (await client.post("/api/v1/train", json={"tenant_id": "tenant1", "gpus": 2})).json()["task_id"]
     assert kube_emulator.get(TRAININGJOBS, NAMESPACE, unset)["spec"]["gpus"] == 0
     assert kube_emulator.get(TRAININGJOBS, NAMESPACE, explicit)["spec"]["gpus"] == 2
+
+
+# ---- the cache: what a POST reads, read-your-writes, replicas --------------------------------------
+
+
+async def test_post_checks_read_the_cache_not_the_namespace(kapi, kube_emulator):
+    for i in range(3):
+        kube_emulator.create(TRAININGJOBS, trainingjob(f"old-{i}", "tenant1"), NAMESPACE)
+    assert (await kapi.get("/api/v1/train/jobs")).status_code == 200  # the cache has synced
+    before = len(trainingjob_lists(kube_emulator))
+    for i in range(3):  # the run-name check and, with a key, the idempotency check
+        response = await kapi.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": f"run{i}"},
+                                   headers={"Idempotency-Key": f"k{i}"})
+        assert response.status_code == 200, response.text
+    replay = await kapi.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "run0"},
+                             headers={"Idempotency-Key": "k0"})
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    busy = await kapi.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "run1"})
+    assert busy.status_code == 409 and busy.json()["details"]["error_type"] == "run_name_in_use"
+    assert (await kapi.get("/api/v1/train/jobs", params={"limit": 2})).json()["total_jobs"] == 6
+    assert len(trainingjob_lists(kube_emulator)) == before  # no TrainingJob list since the first one
+
+
+async def test_own_writes_are_read_back_without_waiting_for_the_watch(kapi, kube_emulator):
+    assert (await kapi.get("/api/v1/train/jobs")).status_code == 200
+    await kapi.backend.cache.close()  # no watch from here on: only the writes' responses reach the cache
+    task_id = (await kapi.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+    listed = (await kapi.get("/api/v1/train/jobs", params={"tenant_id": "tenant1"})).json()
+    assert [j["task_id"] for j in listed["jobs"]] == [task_id]
+    assert (await kapi.delete(f"/api/v1/train/{task_id}")).status_code == 200
+    assert (await kapi.get(f"/api/v1/train/{task_id}")).json()["reason"] == "CancelRequested"
+
+
+async def test_replicas_each_with_their_own_cache_agree(kube_emulator, tmp_path):
+    settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
+    one = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+    two = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+    async with serve(create_app(settings, one)) as a, serve(create_app(settings, two)) as b:
+        b.backend = two
+        assert (await b.get("/api/v1/train/jobs")).status_code == 200
+        task_id = (await a.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+        status = await b.get(f"/api/v1/train/{task_id}/status")  # not cached yet on b: one GET
+        assert status.status_code == 200 and status.json()["status"] == "pending"
+        assert (await a.delete(f"/api/v1/train/{task_id}")).status_code == 200
+        await cached(b, kube_emulator.get(TRAININGJOBS, NAMESPACE, task_id))
+        assert (await b.get(f"/api/v1/train/{task_id}")).json()["reason"] == "CancelRequested"
+        assert [j["task_id"] for j in (await b.get("/api/v1/train/jobs")).json()["jobs"]] == [task_id]
+
+
+async def test_health_reports_the_cache(kapi):
+    details = (await kapi.get("/health")).json()["details"]
+    assert details["cache"]["synced"] is True and details["cache"]["lists"] == 1
