@@ -207,15 +207,26 @@ class Job:
         tk = self.config.training_kwargs
         train_index = data.scan_split(dataset_dirs, "train", tk.min_images_per_player, self.config.tenant_id)
         val_index = data.scan_split(dataset_dirs, "val", tk.min_images_per_player, self.config.tenant_id)
-        train_loader = data.build_train_loader(train_index, tk, device, tk.seed)
-        val_loader = data.build_val_loader(val_index, tk, device)
-        for loader in (train_loader, val_loader):
-            ignore_sigterm_in_workers(loader)
-        summary = {
+        summary: dict[str, Any] = {
             "datasets": [p.name for p in dataset_dirs],
             "train": train_index.summary(),
             "val": val_index.summary(),
         }
+        if tk.input_pipeline == "device":
+            from laxai_trainer.reid.data.batches import build_device_loaders
+
+            def on_progress(done: int, total: int, message: str) -> None:
+                self.tracker.update(message=message)
+
+            train_loader, val_loader, summary["crop_cache"] = build_device_loaders(
+                dataset_dirs, train_index, val_index, tk, device,
+                self.options.cache_dir / "crops" / self.config.tenant_id, on_progress,
+            )
+            return train_loader, val_loader, summary
+        train_loader = data.build_train_loader(train_index, tk, device, tk.seed)
+        val_loader = data.build_val_loader(val_index, tk, device)
+        for loader in (train_loader, val_loader):
+            ignore_sigterm_in_workers(loader)
         return train_loader, val_loader, summary
 
     def start_model(self, trainer: Trainer) -> InitSource:
@@ -292,14 +303,14 @@ class Job:
         )
         self.upload_log()
 
-    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: float) -> None:
+    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: torch.Tensor) -> None:
         now = time.monotonic()
         if now - self._last_step_report < STEP_REPORT_SECONDS:
             return
         self._last_step_report = now
         of = f"/{steps}" if steps else ""
         self.tracker.update(
-            message=f"Epoch {epoch}/{self.config.training_kwargs.num_epochs}, step {step}{of}: loss {loss:.4f}"
+            message=f"Epoch {epoch}/{self.config.training_kwargs.num_epochs}, step {step}{of}: loss {float(loss):.4f}"
         )
 
     def preempted(self, trainer: Trainer) -> None:
