@@ -195,7 +195,8 @@ class Trainer:
         steps = _len_or_none(self.train_loader)
         t0 = time.perf_counter() - st.partial_seconds
         # The loss stays on the device: reading it each step would wait for the GPU every step.
-        loss_sum = torch.zeros((), device=self.device)
+        # float64 and continued from the checkpoint's sum: the same sum as an uninterrupted epoch.
+        loss_sum = torch.tensor(st.partial_loss_sum, dtype=torch.float64, device=self.device)
         for batch in self._batches(epoch):
             loss, n_images = self._loss(batch, st.margin)
             self.optimizer.zero_grad(set_to_none=True)
@@ -210,11 +211,11 @@ class Trainer:
             if not self.stop.is_set():
                 hooks.step_end(self, epoch, st.step, steps, value)
             if self.stop.is_set():
-                st.partial_loss_sum += float(loss_sum)
+                st.partial_loss_sum = float(loss_sum)
                 st.partial_seconds = time.perf_counter() - t0
                 self._resume_rng = capture_rng()
                 return False
-        st.partial_loss_sum += float(loss_sum)
+        st.partial_loss_sum = float(loss_sum)
         st.partial_seconds = time.perf_counter() - t0  # after the read: the device work is done
         if st.partial_batches == 0:
             raise RuntimeError(f"epoch {epoch}: the training loader produced no batch")

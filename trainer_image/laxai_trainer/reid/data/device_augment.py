@@ -107,25 +107,37 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).mul_(1.0 / 255.0).sub_(mean).div_(std)
 
 
-def _jitter_(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Brightness, contrast, saturation in each sample's own order, in place: three rounds of a blend.
+def _jitter_plan(p: torch.Tensor, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per round r, per sample: (f, weight of the grey image, weight of the mean grey level).
 
     Each op blends the image with a target by its factor f: x <- f·x + (1 - f)·target,
     the target being black (brightness), the mean grey level (contrast) or the grey
     image (saturation); a sample's round-r op is ``op{r}``.
     """
-    B = x.shape[0]
-    factors = p[:, COL["brightness"] : COL["saturation"] + 1]
+    B = p.shape[0]
+    factors = p[:, COL["brightness"] : COL["saturation"] + 1].to(dtype)
+    rounds = []
     for r in range(3):
         op = p[:, COL[f"op{r}"]].long()
-        f = factors.gather(1, op.unsqueeze(1)).view(B, 1, 1, 1)
-        w_sat = (op == SATURATION).to(x.dtype).view(B, 1, 1, 1)
-        w_con = (op == CONTRAST).to(x.dtype).view(B, 1, 1, 1)
-        gray = x[:, 0:1] * GRAY[0]
-        gray.add_(x[:, 1:2], alpha=GRAY[1]).add_(x[:, 2:3], alpha=GRAY[2])
-        mean_gray = gray.mean(dim=(2, 3), keepdim=True)
-        target = gray.mul_(w_sat).add_(mean_gray * w_con).mul_(1.0 - f)
-        x.mul_(f).add_(target).clamp_(0.0, 1.0)
+        f = factors.gather(1, op.unsqueeze(1)).view(B, 1, 1)
+        rounds.append((f, (1.0 - f) * (op == SATURATION).to(dtype).view(B, 1, 1),
+                       (1.0 - f) * (op == CONTRAST).to(dtype).view(B, 1, 1)))
+    return rounds
+
+
+def _jitter_(x: torch.Tensor, rounds: list[tuple[torch.Tensor, ...]], rows: slice) -> torch.Tensor:
+    """The three blend rounds in place on 0..255 values, clamped after each (as torchvision).
+
+    The grey image is one matrix product per round, the blend one fused multiply-add
+    broadcast over the channels.
+    """
+    B, C, H, W = x.shape
+    flat = x.view(B, C, H * W)
+    luma = torch.tensor(GRAY, dtype=x.dtype, device=x.device).view(1, 1, 3)
+    for f, w_gray, w_mean in rounds:
+        gray = torch.matmul(luma, flat)  # [B, 1, H·W]
+        target = torch.addcmul(w_mean[rows] * gray.mean(dim=2, keepdim=True), gray, w_gray[rows])
+        torch.addcmul(target, flat, f[rows], out=flat).clamp_(0.0, 255.0)
     return x
 
 
@@ -165,12 +177,17 @@ def _erase_mask(p: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1)
 
 
-def _augment(images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    H, W = images.shape[2], images.shape[3]
-    x = _jitter_(images.to(torch.float32).mul_(1.0 / 255.0), p)
-    x = F.grid_sample(x, _grid(p, H, W, x.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
-    mean, std = _stats(x.device)
-    return x.sub_(mean).div_(std).masked_fill_(_erase_mask(p, H, W), 0.0)
+def _normalize(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """0..255 values -> ImageNet-normalised, into ``out``."""
+    for c in range(3):  # per channel: scalar operands are the fast path of elementwise kernels
+        torch.add(x[:, c], -255.0 * IMAGENET_MEAN[c], out=out[:, c]).mul_(1.0 / (255.0 * IMAGENET_STD[c]))
+    return out
+
+
+def _augment(images: torch.Tensor, rounds: list, grid: torch.Tensor, rows: slice, out: torch.Tensor) -> None:
+    x = _jitter_(images.to(torch.float32), rounds, rows)
+    x = F.grid_sample(x, grid[rows], mode="nearest", padding_mode="zeros", align_corners=False)
+    _normalize(x, out)
 
 
 def augment(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -182,10 +199,17 @@ def augment(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"augment wants uint8 [B, 3, H, W], got {images.dtype} {list(images.shape)}")
     p = params.to(images.device, non_blocking=True)
-    if images.device.type != "cpu" or images.shape[0] <= CPU_CHUNK:
-        return _augment(images, p)
-    out = torch.empty(images.shape, dtype=torch.float32)
-    for start in range(0, images.shape[0], CPU_CHUNK):
-        end = start + CPU_CHUNK
-        out[start:end] = _augment(images[start:end], p[start:end])
+    B, _, H, W = images.shape
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    rounds, grid = _jitter_plan(p, torch.float32), _grid(p, H, W, torch.float32)
+    if images.device.type != "cpu":
+        _augment(images, rounds, grid, slice(None), out)
+        return out.masked_fill_(_erase_mask(p, H, W), 0.0)
+    for start in range(0, B, CPU_CHUNK):
+        rows = slice(start, start + CPU_CHUNK)
+        _augment(images[rows], rounds, grid, rows, out[rows])
+    # On the CPU a slice per erased crop beats a full-size mask (p is a host tensor here).
+    for b in torch.nonzero(p[:, COL["erase"]] > 0).flatten().tolist():
+        i, j, h, w = (int(v) for v in p[b, COL["erase_i"] : COL["erase_w"] + 1].tolist())
+        out[b, :, i : i + h, j : j + w] = 0.0
     return out
