@@ -133,11 +133,11 @@ class TrainingKwargs(StrictModel):
         42, ge=0, le=2**31 - 1, description="Random seed for sampling, augmentation and init."
     )
     input_pipeline: InputPipeline = Field(
-        "device",
+        "pil",
         description=(
+            "pil: PIL decode + torchvision augmentations per crop in DataLoader workers; "
             "device: crops decoded once into a memory-mapped cache, batches augmented on the "
-            "training device; pil: the PIL decode + torchvision augmentations per crop in "
-            "DataLoader workers (for comparison)."
+            "training device (the default once proven equal on val mAP)."
         ),
     )
 

@@ -60,9 +60,9 @@ class _Store:
     def __init__(self, images: torch.Tensor, device: torch.device, resident: bool | None, prefetch: int) -> None:
         self.device = device
         nbytes = images.numel() * images.element_size()
-        self.resident = fits_on_device(nbytes, device) if resident is None else bool(resident)
-        if device.type == "cpu":
-            self.resident = True  # host memory is the device's own
+        if resident is None:  # on the CPU, host memory is the device's own
+            resident = device.type == "cpu" or fits_on_device(nbytes, device)
+        self.resident = bool(resident)
         self.pinned = not self.resident and device.type == "cuda"
         if self.resident:
             self.images = images.to(device)
