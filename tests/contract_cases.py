@@ -84,6 +84,7 @@ BAD_VALUES = [
     ("training_kwargs.force_pretraining", "yes please"),
     ("training_kwargs.images_per_player", 1),
     ("training_kwargs.triplet_mining", "semi_hard"),
+    ("training_kwargs.input_pipeline", "gpu"),
     ("model_kwargs.embedding_dim", 0),
     ("model_kwargs.dropout_rate", 1.0),
     ("model_kwargs.dropout_rate", -0.1),

@@ -53,6 +53,7 @@ def test_defaults_are_the_documented_ones():
         "images_per_player": 4,
         "triplet_mining": "batch_hard",
         "seed": 42,
+        "input_pipeline": "pil",
     }
     assert config.model_kwargs.model_dump() == {
         "embedding_dim": 512,

@@ -399,7 +399,7 @@ def test_loader_wiring_follows_training_kwargs(synth_root, tmp_path):
     from laxai_trainer.job import _WorkerInit
 
     doc = config(training_kwargs={"batch_size": 12, "images_per_player": 3, "num_workers": 2,
-                                  "prefetch_factor": 3, "seed": 11})
+                                  "prefetch_factor": 3, "seed": 11, "input_pipeline": "pil"})
     job, _ = job_for(doc, synth_root, tmp_path)
     train, val, summary = job.loaders(job.sync(), torch.device("cpu"))
     assert train.num_workers == 2 and train.prefetch_factor == 3 and train.persistent_workers
@@ -425,9 +425,24 @@ def test_num_workers_above_the_cpus_is_a_warning_in_log_and_status(synth_root, t
 
 
 def test_random_mining_builds_triplet_loader(synth_root, tmp_path):
-    job, _ = job_for(config(training_kwargs={"triplet_mining": "random"}), synth_root, tmp_path)
+    job, _ = job_for(config(training_kwargs={"triplet_mining": "random", "input_pipeline": "pil"}), synth_root,
+                     tmp_path)
     train, _, _ = job.loaders(job.sync(), torch.device("cpu"))
     assert isinstance(train.dataset, RandomTripletDataset)
+
+
+def test_device_pipeline_wiring_builds_the_crop_cache_next_to_the_data_cache(synth_root, tmp_path):
+    from laxai_trainer.reid.data.batches import DeviceTrainBatches, DeviceValBatches
+
+    doc = config(training_kwargs={"batch_size": 12, "images_per_player": 3, "prefetch_factor": 3, "seed": 11,
+                                  "input_pipeline": "device"})
+    job, reports = job_for(doc, synth_root, tmp_path)
+    train, val, summary = job.loaders(job.sync(), torch.device("cpu"))
+    assert isinstance(train, DeviceTrainBatches) and isinstance(val, DeviceValBatches)
+    assert (train.sampler.P, train.sampler.K, train.sampler.seed) == (4, 3, 11)
+    assert train.store.prefetch == 3 and summary["crop_cache"]["built"] == ["frame_0000", "frame_0001", "frame_0002"]
+    assert sorted(p.name for p in (tmp_path / "cache" / "crops" / TENANT).iterdir()) == summary["crop_cache"]["built"]
+    assert any("Crop cache:" in (r.progress.message or "") for r in reports)
 
 
 def test_min_images_per_player_can_leave_too_few_players(synth_root, tmp_path):

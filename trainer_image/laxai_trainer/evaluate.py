@@ -4,6 +4,9 @@ Every val image is a query against all *other* val images (the query is excluded
 from its own gallery); a gallery image is a match when it has the same player
 label. Recall@k is the fraction of queries with a match among the k nearest
 (CMC rank-k); AP averages precision at each match's rank; mAP is the mean AP.
+Embeddings are float32 (the trainer embeds without autocast), and a gallery image at the
+same distance as another ranks after it when it is a non-match and the other a match
+(ties count against the query), so the metrics do not depend on the order of the scan.
 Distances are computed in chunks of queries so memory stays O(chunk × N).
 """
 
@@ -81,8 +84,12 @@ def retrieval_metrics(
         dist = pairwise_distances(embeddings[q], embeddings)
         rows = torch.arange(dist.shape[0])
         dist[rows, rows + start] = float("inf")  # the query itself is not in its gallery
-        order = torch.sort(dist, dim=1, stable=True).indices[:, : n - 1]
-        match = (labels[order] == labels[q].unsqueeze(1)).float()
+        same = labels.unsqueeze(0) == labels[q].unsqueeze(1)
+        # Ties rank non-matches first (the conservative rank): metrics do not depend on scan order.
+        by_match = torch.argsort(same.to(torch.uint8), dim=1, stable=True)
+        by_dist = torch.sort(dist.gather(1, by_match), dim=1, stable=True).indices
+        order = by_match.gather(1, by_dist)[:, : n - 1]
+        match = same.gather(1, order).float()
         n_match = match.sum(1)
         has = n_match > 0
         if not bool(has.any()):

@@ -232,18 +232,29 @@ class Job:
         tk = self.config.training_kwargs
         train_index = data.scan_split(dataset_dirs, "train", tk.min_images_per_player, self.config.tenant_id)
         val_index = data.scan_split(dataset_dirs, "val", tk.min_images_per_player, self.config.tenant_id)
-        train_loader = data.build_train_loader(train_index, tk, device, tk.seed)
-        val_loader = data.build_val_loader(val_index, tk, device)
-        for loader in (train_loader, val_loader):
-            ignore_sigterm_in_workers(loader)
         self.workers_warning = workers_warning(tk.num_workers, available_cpus())
         if self.workers_warning:
             log.warning("%s", self.workers_warning)
-        summary = {
+        summary: dict[str, Any] = {
             "datasets": [p.name for p in dataset_dirs],
             "train": train_index.summary(),
             "val": val_index.summary(),
         }
+        if tk.input_pipeline == "device":
+            from laxai_trainer.reid.data.batches import build_device_loaders
+
+            def on_progress(done: int, total: int, message: str) -> None:
+                self.tracker.update(message=message)
+
+            train_loader, val_loader, summary["crop_cache"] = build_device_loaders(
+                dataset_dirs, train_index, val_index, tk, device,
+                self.options.cache_dir / "crops" / self.config.tenant_id, on_progress,
+            )
+            return train_loader, val_loader, summary
+        train_loader = data.build_train_loader(train_index, tk, device, tk.seed)
+        val_loader = data.build_val_loader(val_index, tk, device)
+        for loader in (train_loader, val_loader):
+            ignore_sigterm_in_workers(loader)
         return train_loader, val_loader, summary
 
     def find_claim(self, previous: dict[str, Any] | None) -> Claim:
@@ -376,7 +387,7 @@ class Job:
         )
         self.upload_log()
 
-    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: float) -> None:
+    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: torch.Tensor) -> None:
         now = time.monotonic()
         last = steps is not None and step >= steps  # validation follows: say so at once
         if now - self._last_step_report < STEP_REPORT_SECONDS and not last:
@@ -385,7 +396,7 @@ class Job:
         total = self.config.training_kwargs.num_epochs
         of = f"/{steps}" if steps else ""
         message = (f"Epoch {epoch}/{total}: validating" if last
-                   else f"Epoch {epoch}/{total}, step {step}{of}: batch loss {loss:.4f}")
+                   else f"Epoch {epoch}/{total}, step {step}{of}: batch loss {float(loss):.4f}")
         if self.workers_warning:  # on every step report: the reason this is slow
             message += f"\nWarning: {self.workers_warning}"
         self.tracker.step(epoch, step, steps, trainer.state.partial_seconds, message=message)

@@ -48,9 +48,9 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
     dist = pairwise_distances(embeddings, embeddings)
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     d_pos, d_neg, valid = hardest_pairs(dist, labels, labels, eye)
-    if not bool(valid.any()):
-        return embeddings.sum() * 0.0
-    return F.relu(d_pos[valid] - d_neg[valid] + margin).mean()
+    # A masked mean rather than d_pos[valid]: boolean indexing would wait for the device.
+    per_anchor = F.relu(d_pos - d_neg + margin) * valid
+    return per_anchor.sum() / valid.sum().clamp_min(1)
 
 
 def triplet_margin_loss(

@@ -10,7 +10,9 @@ the caller's business, reached through :class:`EpochHooks`.
 - The margin follows :func:`~laxai_trainer.losses.margin_schedule` each epoch.
 - After each epoch: validation (recall@1/5/10, mAP, val loss), then
   ReduceLROnPlateau and early stopping both on val mAP (higher is better).
-- CUDA: bf16 autocast and channels_last; CPU: float32, unchanged.
+- CUDA: bf16 autocast (training only; validation embeds in float32) and channels_last;
+  CPU: float32, unchanged. No per-step host sync: the loss sum stays on the device until
+  the epoch ends or a stop request.
 - A stop request (SIGTERM) is honoured after the current step: the hooks write a
   mid-epoch checkpoint and :meth:`Trainer.fit` returns ``"preempted"``.
 """
@@ -60,7 +62,8 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 class EpochHooks(Protocol):
     def epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None: ...
 
-    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: float) -> None: ...
+    def step_end(self, trainer: Trainer, epoch: int, step: int, steps: int | None, loss: torch.Tensor) -> None:
+        """``loss``: the step's 0-d loss on the device; reading it (float, format) waits for the device."""
 
     def preempted(self, trainer: Trainer) -> None: ...
 
@@ -219,22 +222,29 @@ class Trainer:
         self.model.train()
         steps = _len_or_none(self.train_loader)
         t0 = time.perf_counter() - st.partial_seconds
+        # The loss stays on the device: reading it each step would wait for the GPU every step.
+        # float64 and continued from the checkpoint's sum: the same sum as an uninterrupted epoch.
+        loss_sum = torch.tensor(st.partial_loss_sum, dtype=torch.float64, device=self.device)
         for batch in self._batches(epoch):
             loss, n_images = self._loss(batch, st.margin)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            value = float(loss.detach())
+            value = loss.detach()
+            loss_sum += value
             st.step += 1
-            st.partial_loss_sum += value
             st.partial_batches += 1
             st.partial_images += n_images
             st.partial_seconds = time.perf_counter() - t0
             if not self.stop.is_set():
                 hooks.step_end(self, epoch, st.step, steps, value)
             if self.stop.is_set():
+                st.partial_loss_sum = float(loss_sum)
+                st.partial_seconds = time.perf_counter() - t0
                 self._resume_rng = capture_rng()
                 return False
+        st.partial_loss_sum = float(loss_sum)
+        st.partial_seconds = time.perf_counter() - t0  # after the read: the device work is done
         if st.partial_batches == 0:
             raise RuntimeError(f"epoch {epoch}: the training loader produced no batch")
         return True
@@ -246,7 +256,7 @@ class Trainer:
             self.device,
             self.state.margin,
             self.config.training_kwargs.triplet_mining,
-            self.amp,
+            None,  # float32 forward: val mAP is not moved by bf16 rounding
             self.channels_last,
         )
 

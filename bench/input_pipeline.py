@@ -1,0 +1,208 @@
+"""Input pipeline: the old PIL path vs the crop cache + device augmentations, on the same crops.
+
+Run from the repository root::
+
+    python -m bench.input_pipeline [--device auto|cpu|cuda] [--players 16] [--frames 4]
+        [--images 16] [--batch-size 64] [--images-per-player 4] [--seconds 3]
+        [--steps 4] [--num-workers N] [--embedding-dim 512]
+
+Generates synthetic crops (``laxai_trainer.synth``, 120×80 up to ~150×100, JPEG), then:
+
+1. the one-off crop-cache build (``num_workers`` processes) and its images/s;
+2. the input pipeline alone, per CPU core (``torch.set_num_threads(1)``, cache built):
+   training batches of the old path (``build_train_loader``, PIL decode + torchvision v2
+   per crop, num_workers 0) and of the new one (``DeviceTrainBatches`` on the CPU), as
+   images per CPU-second of this process (wall-clock figures too);
+3. with ``--device cuda``: the new path on the GPU (images/s, crops resident);
+4. whole training steps (the default model, ``Trainer._loss`` + backward + Adam) fed by
+   each path, images/s; on CUDA also GPU utilisation sampled (``torch.cuda.utilization()``
+   every 50 ms) over the steady state, and peak device memory.
+
+The last line is ``input pipeline per core: old X img/s, new Y img/s (Z.Zx)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from laxai_trainer import data
+from laxai_trainer.config import TrainingConfig
+from laxai_trainer.model import build_model
+from laxai_trainer.reid.data.batches import DeviceTrainBatches
+from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
+from laxai_trainer.synth import generate
+from laxai_trainer.train import Trainer, seed_everything
+
+TENANT = "bench"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def config(args: argparse.Namespace, pipeline: str) -> TrainingConfig:
+    return TrainingConfig(
+        tenant_id=TENANT,
+        training_kwargs={"batch_size": args.batch_size, "images_per_player": args.images_per_player,
+                         "num_workers": 0, "seed": 0, "input_pipeline": pipeline},
+        model_kwargs={"embedding_dim": args.embedding_dim},
+    )
+
+
+def drain(loader: Any, seconds: float, device: torch.device) -> dict[str, float]:
+    """Iterate epochs of batches for about ``seconds``: images per wall- and CPU-second."""
+    images, epoch = 0, 0
+    it = None
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall0 < seconds:
+        if it is None:
+            epoch += 1
+            loader.batch_sampler.set_epoch(epoch) if hasattr(loader, "batch_sampler") else loader.set_epoch(epoch)
+            it = iter(loader)
+        batch = next(it, None)
+        if batch is None:
+            it = None
+            continue
+        images += sum(t.shape[0] for t in batch[:3] if t.dim() == 4)
+    sync(device)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"images": images, "per_wall_s": images / wall, "per_cpu_s": images / max(cpu, 1e-9)}
+
+
+class UtilSampler(threading.Thread):
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(daemon=True)
+        self.device, self.samples, self.stop = device, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            try:
+                self.samples.append(torch.cuda.utilization(self.device))
+            except Exception:  # no NVML: no samples
+                return
+
+
+def train_steps(loader: Any, cfg: TrainingConfig, device: torch.device, steps: int) -> dict[str, Any]:
+    """Steady-state images/s of whole steps (after one warm-up step); GPU busy % on CUDA."""
+    seed_everything(0)
+    trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, loader, [])
+    trainer.model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def batches():
+        epoch = 0
+        while True:
+            epoch += 1
+            loader.batch_sampler.set_epoch(epoch) if hasattr(loader, "batch_sampler") else loader.set_epoch(epoch)
+            yield from loader
+
+    def step(batch) -> int:
+        loss, n = trainer._loss(batch, 0.4)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+        return n
+
+    source = batches()
+    step(next(source))
+    sync(device)
+    sampler = UtilSampler(device) if device.type == "cuda" else None
+    if sampler:
+        sampler.start()
+    started, images = time.perf_counter(), 0
+    for _ in range(steps):
+        images += step(next(source))
+    sync(device)
+    seconds = time.perf_counter() - started
+    out: dict[str, Any] = {"images_per_s": images / seconds, "steps": steps}
+    if sampler:
+        sampler.stop.set()
+        sampler.join()
+        out["gpu_util_mean"] = statistics.fmean(sampler.samples) if sampler.samples else None
+        out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--players", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=4)
+    ap.add_argument("--images", type=int, default=16, help="crops per player")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--images-per-player", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=3.0, help="time per input-pipeline measurement")
+    ap.add_argument("--steps", type=int, default=4, help="timed training steps per path")
+    ap.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="cache-build processes")
+    ap.add_argument("--embedding-dim", type=int, default=512)
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    threads = torch.get_num_threads()
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+
+    with tempfile.TemporaryDirectory(prefix="laxai-bench-pipeline-") as tmp:
+        root = Path(tmp)
+        generate(root / "data", TENANT, players=args.players, frames=args.frames,
+                 images_per_player=args.images, val_players=2, seed=0)
+        dirs = sorted((root / "data" / TENANT / "datasets").iterdir())
+        index = data.scan_split(dirs, "train", 2, TENANT)
+        print(f"crops: {len(index)} train crops of {len(index.players)} players in {len(dirs)} datasets")
+
+        cache = ensure_crop_cache(dirs, root / "crops", num_workers=args.num_workers)
+        total = sum(len(d.files) for d in cache.datasets)
+        print(f"cache build (one-off): {total} crops in {cache.seconds:.2f}s with {args.num_workers} workers "
+              f"= {total / cache.seconds:.0f} img/s")
+        images = split_images(index, cache.datasets)
+
+        torch.set_num_threads(1)
+        old_cfg, new_cfg = config(args, "pil"), config(args, "device")
+        old = drain(data.build_train_loader(index, old_cfg.training_kwargs, "cpu", 0), args.seconds,
+                    torch.device("cpu"))
+        cpu = torch.device("cpu")
+        new = drain(DeviceTrainBatches(images, index, new_cfg.training_kwargs, cpu, 0), args.seconds, cpu)
+        for name, r in (("old (PIL + torchvision v2)", old), ("new (cache + batched augment)", new)):
+            print(f"input pipeline, 1 thread, {name}: {r['per_cpu_s']:.0f} img/CPU-s, "
+                  f"{r['per_wall_s']:.0f} img/s wall ({r['images']} images)")
+        torch.set_num_threads(threads)
+
+        if device.type == "cuda":
+            gpu = drain(DeviceTrainBatches(images, index, new_cfg.training_kwargs, device, 0), args.seconds, device)
+            print(f"input pipeline on {device}, new: {gpu['per_wall_s']:.0f} img/s "
+                  f"({gpu['per_cpu_s']:.0f} img per host CPU-s)")
+
+        for name, cfg, loader in (
+            ("old", old_cfg, data.build_train_loader(index, old_cfg.training_kwargs, device, 0)),
+            ("new", new_cfg, DeviceTrainBatches(images, index, new_cfg.training_kwargs, device, 0)),
+        ):
+            r = train_steps(loader, cfg, device, args.steps)
+            line = f"training steps on {device}, {name} input: {r['images_per_s']:.1f} img/s ({r['steps']} steps)"
+            if "peak_mem_gib" in r:
+                util = "n/a" if r["gpu_util_mean"] is None else f"{r['gpu_util_mean']:.0f}%"
+                line += f", GPU busy {util}, peak memory {r['peak_mem_gib']:.2f} GiB"
+            print(line)
+
+    ratio = new["per_cpu_s"] / old["per_cpu_s"]
+    print(f"input pipeline per core: old {old['per_cpu_s']:.0f} img/s, new {new['per_cpu_s']:.0f} img/s ({ratio:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

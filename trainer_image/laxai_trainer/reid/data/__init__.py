@@ -1,0 +1,1 @@
+"""Input pipeline: decoded-crop cache, batches and augmentations on the training device."""
