@@ -83,6 +83,22 @@ def watch_jobs(emu: ThreadedKubeEmulator, seen: dict[str, float], stop: threadin
                 break
 
 
+def watch_running(emu: ThreadedKubeEmulator, running: dict[str, float], stop: threading.Event) -> None:
+    """Stamp the moment each TrainingJob's status first says running (as its watch delivers it)."""
+    import kubernetes
+
+    api = kubernetes.client.CustomObjectsApi(emu.api_client())
+    w = kubernetes.watch.Watch()
+    while not stop.is_set():
+        for event in w.stream(api.list_namespaced_custom_object, "training.laxai.io", "v1alpha1", NS, "trainingjobs",
+                              timeout_seconds=1, _preload_content=False):
+            obj = event["raw_object"]
+            if (obj.get("status") or {}).get("phase") == "running":
+                running.setdefault(obj["metadata"]["name"], time.monotonic())
+            if stop.is_set():
+                break
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -124,6 +140,8 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
         seen: dict[str, float] = {}
         stop = threading.Event()
         watcher = threading.Thread(target=watch_jobs, args=(emu, seen, stop), daemon=True)
+        running_at: dict[str, float] = {}
+        tj_watcher = threading.Thread(target=watch_running, args=(emu, running_at, stop), daemon=True)
         try:
             deadline = time.monotonic() + 180
             while True:
@@ -135,6 +153,7 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
                         raise RuntimeError("the operator did not become ready") from None
                     time.sleep(0.1)
             watcher.start()
+            tj_watcher.start()
             # Ready = watches established: one warm-up TrainingJob round trip before the burst.
             emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
                              "metadata": {"name": "warmup", "namespace": NS}, "spec": {"tenant_id": "bench"}},
@@ -172,10 +191,9 @@ def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float]
                 print(f"  warning: only {len(done)}/{n} Jobs within {timeout}s", file=sys.stderr)
             latencies = [seen[k] - created[k] for k in done]
             status_lag = []
-            for live, t0 in started.items():
-                emu.wait_for(lambda live=live: (emu.get(TJS, NS, live) or {}).get("status", {}).get("phase") == "running",
-                             timeout=timeout, interval=0.01, message=f"{live} running")
-                status_lag.append(time.monotonic() - t0)
+            for live, t0 in started.items():  # stamped by the watch when it happened, not when looked at
+                emu.wait_for(lambda live=live: live in running_at, timeout=timeout, message=f"{live} running")
+                status_lag.append(running_at[live] - t0)
             rss = peak_rss_mib(proc.pid)
             cpu = cpu_seconds(proc.pid) - cpu_before
         finally:

@@ -9,9 +9,11 @@ client's model classes is several times cheaper. 404 on a read or a delete is ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -28,9 +30,13 @@ REQUEST_TIMEOUT = 30
 #: is 5 per CPU, so on a 2-CPU node a burst opened and dropped a connection per call; 64
 #: threads measured no better than 16 — kopf's per-event CPU is the limit, not I/O).
 WORKERS = 16
+#: Threads kept for the calls of status updates (``Kube.urgent()``): a burst of creations fills
+#: the main pool's queue, and a running job's status must not wait behind it.
+URGENT_WORKERS = 4
+_URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("laxai_kube_urgent", default=False)
 
 
-def load_config(connections: int = WORKERS) -> kubernetes.client.ApiClient:
+def load_config(connections: int = WORKERS + URGENT_WORKERS) -> kubernetes.client.ApiClient:
     """In-cluster credentials when in a pod, else the kubeconfig (KUBECONFIG)."""
     try:
         kubernetes.config.load_incluster_config()
@@ -51,18 +57,31 @@ class Kube:
     def __init__(self, api: kubernetes.client.ApiClient, workers: int = WORKERS) -> None:
         self.api = api
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="laxai-kube")
+        self.urgent_pool = ThreadPoolExecutor(max_workers=URGENT_WORKERS, thread_name_prefix="laxai-kube-urgent")
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.batch = kubernetes.client.BatchV1Api(api)
         self.core = kubernetes.client.CoreV1Api(api)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.urgent_pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def urgent() -> Iterator[None]:
+        """The calls made inside (by this task) use the threads kept for status updates."""
+        token = _URGENT.set(True)
+        try:
+            yield
+        finally:
+            _URGENT.reset(token)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+        pool = self.urgent_pool if _URGENT.get() else self.pool
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
 
     async def _missing_is_none(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:

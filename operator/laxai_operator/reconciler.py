@@ -107,13 +107,15 @@ class Reconciler:
 
     # ---- entry points ----------------------------------------------------------------
 
-    async def reconcile(self, namespace: str, name: str, trigger: str) -> None:
-        """Reconcile now (after any run in progress); raises so kopf can retry."""
+    async def reconcile(self, namespace: str, name: str, trigger: str, body: dict[str, Any] | None = None) -> None:
+        """Reconcile now (after any run in progress); raises so kopf can retry. ``body``: the
+        TrainingJob as just delivered by its watch event, used instead of a first read (a stale
+        one costs a 409 on the status write, then a fresh read)."""
         key = (namespace, name)
         started = time.perf_counter()
         try:
             async with self._locks.setdefault(key, asyncio.Lock()):
-                await self._reconcile(namespace, name)
+                await self._reconcile(namespace, name, body)
         except Exception:
             metrics.ERRORS.labels(trigger).inc()
             raise
@@ -131,7 +133,8 @@ class Reconciler:
                 self._queued.discard(key)
                 started = time.perf_counter()
                 try:
-                    await self._reconcile(namespace, name)
+                    with self.kube.urgent():  # status of a running job: not queued behind a burst of creations
+                        await self._reconcile(namespace, name)
                 finally:
                     metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
             self._failures.pop(key, None)
@@ -177,18 +180,18 @@ class Reconciler:
 
     # ---- one run -------------------------------------------------------------------
 
-    async def _reconcile(self, namespace: str, name: str) -> None:
+    async def _reconcile(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
         """One run; a stale read (the status write answers 409) is decided again from fresh state."""
         for attempt in range(CONFLICT_RETRIES):
             try:
-                return await self._reconcile_once(namespace, name)
+                return await self._reconcile_once(namespace, name, body if attempt == 0 else None)
             except ApiException as exc:
                 if exc.status != 409 or attempt + 1 == CONFLICT_RETRIES:
                     raise
                 log.debug("status of %s/%s changed under us; reconciling again", namespace, name)
 
-    async def _reconcile_once(self, namespace: str, name: str) -> None:
-        tj = await self.kube.get_trainingjob(namespace, name)
+    async def _reconcile_once(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        tj = body if body is not None else await self.kube.get_trainingjob(namespace, name)
         if tj is None or tj["metadata"].get("deletionTimestamp"):
             self._forget((namespace, name))
             return

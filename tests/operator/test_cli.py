@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -118,3 +119,6 @@ def test_run_process_serves_health_and_metrics_stable_across_restarts(kube_emula
     assert emu.get(JOBS, "other", "tj-elsewhere") is None  # LAXAI_WATCH_NAMESPACES took effect
     lines = [ln for ln in outputs[0].splitlines() if ln.strip()]
     assert lines and all(isinstance(json.loads(ln), dict) for ln in lines)  # JSON logs
+    # kopf's per-handler success lines are off (not verbose); the operator's own lines stay
+    assert any("created Job default/tj-run-1" in ln for ln in lines)
+    assert not any(re.fullmatch(r"Handler .* succeeded\.", json.loads(ln).get("message", "")) for ln in lines)

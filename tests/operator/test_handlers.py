@@ -325,7 +325,7 @@ async def test_exhausted_retries_fail_the_trainingjob_instead_of_hanging():
     class Flaky:
         given_up = None
 
-        async def reconcile(self, namespace, name, trigger):
+        async def reconcile(self, namespace, name, trigger, body=None):
             raise ApiException(status=500, reason="etcd unavailable")
 
         async def give_up(self, namespace, name, error):

@@ -112,3 +112,51 @@ async def test_a_stale_read_cannot_put_running_over_completed(operator_env, reco
     assert (st["phase"], st["reason"]) == ("completed", "Completed")
     assert len(reads) == 2  # the 409 made it read again
     assert [p[2] for p in reconciler.posted] == ["JobCreated"]  # no false "Running" event either
+
+
+def trainingjob_reads(emu, name: str) -> int:
+    return emu.call(lambda: sum(1 for r in emu.emulator._requests if r._raw_request.method == "GET"
+                                and r._raw_request.path.endswith(f"/trainingjobs/{name}")))
+
+
+async def test_a_delivered_body_is_the_first_read(operator_env, reconciler):
+    """The create path passes the TrainingJob its watch event carried: no GET of it."""
+    emu = operator_env
+    tj = make_tj(emu, "run-1")
+    await reconciler.reconcile(NS, "run-1", "test", body=tj)
+    assert trainingjob_reads(emu, "run-1") == 0
+    assert status_of(emu, "run-1")["jobName"] == "tj-run-1"
+
+
+async def test_a_stale_delivered_body_is_read_again(operator_env, reconciler):
+    """A body older than the stored object: the conditional status write gets 409, the run reads
+    again and decides from the newest spec (here: cancelled, so the Job just made is deleted)."""
+    emu = operator_env
+    stale = make_tj(emu, "run-1")
+    emu.patch(TJS, NS, "run-1", {"spec": {"cancel": True}})
+    await reconciler.reconcile(NS, "run-1", "test", body=stale)
+    assert trainingjob_reads(emu, "run-1") == 1
+    assert status_of(emu, "run-1")["phase"] == "cancelled"
+    assert emu.objects(JOBS, NS) == []
+
+
+async def test_status_updates_do_not_wait_for_busy_api_threads(operator_env):
+    """A nudge (a pod or Job changed) uses threads of its own: with every creation thread busy,
+    a running job's status is still written."""
+    import asyncio
+    import threading
+
+    emu = operator_env
+    make_tj(emu, "run-1")
+    r = Reconciler(Kube(operator_env.api_client(), workers=1), OperatorSettings(), post_events=lambda body, evs: None)
+    release = threading.Event()
+    try:
+        await r.reconcile(NS, "run-1", "test")
+        emu.make_pod_for_job("tj-run-1", NS, phase="Running")
+        busy = asyncio.get_running_loop().run_in_executor(r.kube.pool, release.wait, 30)
+        await asyncio.wait_for(r.nudge(NS, "run-1", "pod"), timeout=10)
+        assert status_of(emu, "run-1")["phase"] == "running"
+    finally:
+        release.set()
+        await busy
+        r.close()
