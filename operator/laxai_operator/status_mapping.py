@@ -196,7 +196,9 @@ def trainer_exited_ok(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(done, key=_created) if done else None
 
 
-def cancelling(status: TrainingJobStatus, pods: list[dict[str, Any]], now: datetime, current: Phase) -> tuple[Verdict, datetime | None]:
+def cancelling(
+    status: TrainingJobStatus, pods: list[dict[str, Any]], now: datetime, current: Phase
+) -> tuple[Verdict, datetime | None]:
     """The verdict while ``spec.cancel`` is being carried out, and when to look again.
 
     The Job's deletion (the caller's) makes the garbage collector delete its pods; a running pod
