@@ -506,3 +506,19 @@ def test_a_stop_is_a_cancel_when_the_cancel_file_exists_or_the_trainingjob_says_
     assert JobOptions(**base, cancel_requested=lambda: True).stop_is_cancel()
     flag.touch()
     assert JobOptions(**base, cancel_file=flag, cancel_requested=lambda: False).stop_is_cancel()
+
+
+def test_a_cancel_before_training_started_says_so(synth_root, tmp_path):
+    """SIGTERM during the dataset sync: no checkpoint yet, and the last message still says cancel."""
+    reports: list = []
+
+    class Collect:
+        def report(self, report):
+            reports.append(report)
+
+    options = JobOptions(storage_root=str(synth_root), run_name="early", cache_dir=tmp_path / "cache",
+                         allow_download=False, cancel_requested=lambda: True)
+    options.stop.set()
+    result = Job(TrainingConfig.model_validate(config()), options, ProgressTracker(FanOut([Collect()]))).run()
+    assert result.outcome == "preempted"
+    assert reports[-1].progress.message.startswith("Cancelled on request before training started: no checkpoint")

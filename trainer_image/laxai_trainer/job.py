@@ -434,7 +434,11 @@ class Job:
         self.write_meta()
         device = pick_device(self.options.device)
         dataset_dirs = self.sync()
-        if self.options.stop.is_set():
+        if self.options.stop.is_set():  # stopped before any training: nothing to checkpoint
+            what = "Cancelled on request" if self.options.stop_is_cancel() else "Stopped (preemption or cancel)"
+            message = f"{what} before training started: no checkpoint; a rerun starts from the beginning"
+            log.warning("%s", message)
+            self.tracker.update(message=message)
             return JobResult("preempted", self.run_uri, None, None)
         train_loader, val_loader, data_summary = self.loaders(dataset_dirs, device)
         seed_everything(tk.seed)
