@@ -57,10 +57,12 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
 
 
-def trainer_pods(pods: list[dict[str, Any]], name: str, job: dict[str, Any]) -> list[dict[str, Any]]:
-    """Pods of this TrainingJob's current Job (labels checked here too: not every API honours selectors)."""
+def trainer_pods(pods: list[dict[str, Any]], name: str, job: dict[str, Any] | None,
+                 since: str | None = None) -> list[dict[str, Any]]:
+    """Pods of this TrainingJob's current Job (labels checked here too: not every API honours selectors);
+    with the Job already deleted (a cancel), the labelled pods created since the TrainingJob."""
     out = []
-    job_uid = job["metadata"].get("uid")
+    job_uid = job["metadata"].get("uid") if job is not None else None
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
         if labels.get(naming.LABEL_TRAININGJOB) != naming.label_value(name):
@@ -68,6 +70,8 @@ def trainer_pods(pods: list[dict[str, Any]], name: str, job: dict[str, Any]) -> 
         owners = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("kind") == "Job"]
         if owners and job_uid and owners[0].get("uid") != job_uid:
             continue  # a pod of an earlier Job of the same name
+        if job is None and since and (pod["metadata"].get("creationTimestamp") or since) < since:
+            continue  # a pod of an earlier TrainingJob of the same name
         out.append(pod)
     return out
 
@@ -217,6 +221,10 @@ class Reconciler:
             pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, job)
             if not status.phase.terminal and awaiting_pod(job, pods):
                 job_events = await self.kube.list_pod_creation_failures(namespace, job["metadata"]["uid"])
+        elif job is None and spec.cancel and status.job_name and not status.phase.terminal:
+            # Cancelling: the Job is gone, its pods may still be stopping (graceful termination).
+            pods = trainer_pods(await self.kube.list_pods(namespace, naming.selector(name)), name, None,
+                                meta.get("creationTimestamp"))
         decision = decide(status, spec, meta.get("generation"), job, pods, now, job_name, job_events)
         if decision.delete_job:
             await self.kube.delete_job(namespace, job_name)

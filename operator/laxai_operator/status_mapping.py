@@ -7,7 +7,10 @@ The operator owns every status field except ``progress`` (the trainer's, bar
 2. The trainer's exit 0 — a Succeeded pod, or the Job's Complete / SuccessCriteriaMet —
    -> completed. The pod turns Succeeded before the Job controller counts it, so a finishing
    run is never shown as pending, and a cancel that comes after the exit is too late.
-3. ``spec.cancel`` -> cancelled (the caller deletes the Job).
+3. ``spec.cancel``: the caller deletes the Job (its pods get SIGTERM and checkpoint); the phase
+   stays (reason CancelRequested, "Cancelling: …") until no trainer pod is left running, then
+   cancelled — or at CANCEL_MARGIN past the pods' terminationGracePeriodSeconds, when the
+   kubelet has killed a stuck trainer anyway.
 4. The Job's failure verdict (Failed, or its early form FailureTarget) -> failed, with a reason
    a user can act on: DeadlineExceeded, OOMKilled, TrainerConfigError (the trainer's
    termination message), BackoffLimitExceeded.
@@ -58,6 +61,11 @@ FINISHED_CONDITIONS = frozenset({"Complete", "SuccessCriteriaMet", "Failed", "Fa
 #: (or spec.startupTimeoutSeconds, if shorter): long enough for the Job controller's retries
 #: to pick up a ServiceAccount or quota fixed at once, short enough not to hide the refusal.
 POD_CREATION_TIMEOUT = 120
+#: Seconds, beyond a pod's terminationGracePeriodSeconds, that a cancel waits for its pod to go
+#: before the TrainingJob is cancelled anyway: the kubelet's SIGKILL and its report take a moment.
+CANCEL_MARGIN = 15
+#: The pod default (PodSpec.terminationGracePeriodSeconds) when the pod does not say.
+DEFAULT_GRACE_SECONDS = 30
 #: Reasons worth a Warning event.
 WARNING_REASONS = frozenset({*STUCK_WAITING, "Unschedulable", "StartupTimeout", "Retrying", "OOMKilled",
                              "TrainerConfigError", "DeadlineExceeded", "BackoffLimitExceeded",
@@ -186,6 +194,49 @@ def trainer_exited_ok(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The trainer pod that exited 0 (phase Succeeded), if any: the training is done."""
     done = [p for p in pods if _phase(p) == "Succeeded"]
     return max(done, key=_created) if done else None
+
+
+def cancelling(
+    status: TrainingJobStatus, pods: list[dict[str, Any]], now: datetime, current: Phase
+) -> tuple[Verdict, datetime | None]:
+    """The verdict while ``spec.cancel`` is being carried out, and when to look again.
+
+    The Job's deletion (the caller's) makes the garbage collector delete its pods; a running pod
+    is deleted gracefully (SIGTERM, up to terminationGracePeriodSeconds, then SIGKILL:
+    kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination) and stays, with a
+    deletionTimestamp, until the trainer has written its checkpoint and exited. Only then is
+    the job cancelled; until then it keeps its phase with reason CancelRequested."""
+    done = trainer_exited_ok(pods)
+    if done is not None:  # the trainer finished before it saw the stop: the model is saved
+        finished = _terminated(done).get("finishedAt") or rfc3339(now)
+        return Verdict(Phase.completed, R.completed, f"training finished (trainer pod {done['metadata']['name']} "
+                       "exited 0 before the cancel reached it)", finished=finished), None
+    alive = [p for p in pods if _phase(p) in ("Pending", "Running")]
+    since = cancel_requested_at(status) or now
+    grace = max((int((p.get("spec") or {}).get("terminationGracePeriodSeconds") or DEFAULT_GRACE_SECONDS)
+                 for p in alive), default=0)
+    deadline = since + timedelta(seconds=grace + CANCEL_MARGIN)
+    if alive and now < deadline:
+        running = any(_phase(p) == "Running" for p in alive)
+        what = "the trainer is writing its checkpoint and stopping" if running else "stopping the trainer pod"
+        return Verdict(current, R.cancel_requested, f"Cancelling: {what}", status.start_time), deadline
+    if alive:
+        names = ", ".join(p["metadata"]["name"] for p in alive)
+        message = (f"cancelled on request; trainer pod {names} did not stop within {grace + CANCEL_MARGIN}s "
+                   "(terminationGracePeriodSeconds and a margin): the kubelet kills it")
+    else:
+        stopped = [p for p in pods if _terminated(p)]
+        how = f" (last attempt: {describe_exit(max(stopped, key=_created))})" if stopped else ""
+        message = f"cancelled on request; the trainer stopped{how} and its Job was deleted"
+    return Verdict(Phase.cancelled, R.cancelled, message, finished=rfc3339(now)), None
+
+
+def cancel_requested_at(status: TrainingJobStatus) -> datetime | None:
+    """When this job started cancelling (its CancelRequested history entry), None if it has not."""
+    if status.reason != R.cancel_requested:
+        return None
+    entry = next((h for h in reversed(status.history) if h.reason == R.cancel_requested), None)
+    return parse_time(entry.time) if entry else None
 
 
 def awaiting_pod(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
@@ -335,11 +386,12 @@ def decide(
     if status.phase.terminal:
         return Decision(status=status, recheck_at=ttl_deadline(status, spec))
     delete_job = False
+    recheck_at = None
     observed = observe(job, pods, spec, now, status, job_events) if job is not None else None
     if spec.cancel and not (observed and observed.phase is Phase.completed):
         # A cancel that comes after the trainer exited 0 is too late: the model is trained and saved.
-        verdict = Verdict(Phase.cancelled, R.cancelled, "cancelled on request; the Job and its pods were deleted",
-                          finished=rfc3339(now))
+        current = observed.phase if observed and not observed.phase.terminal else status.phase
+        verdict, recheck_at = cancelling(status, pods, now, current)
         delete_job = job is not None
     elif observed is not None:
         verdict = observed
@@ -349,7 +401,6 @@ def decide(
                           finished=rfc3339(now))
     else:
         verdict = Verdict(Phase.pending, R.creating, "creating the Job")
-    recheck_at = None
     if verdict.phase is Phase.pending and verdict.pending_since is not None:
         limit = min(spec.startup_timeout_seconds, verdict.timeout or spec.startup_timeout_seconds)
         deadline = verdict.pending_since + timedelta(seconds=limit)

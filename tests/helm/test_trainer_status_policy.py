@@ -124,3 +124,22 @@ def test_the_policy_guards_every_operator_status_field(rendered):
     assert guarded == fields - {"progress", "metrics"}
     [binding] = rendered.of_kind("ValidatingAdmissionPolicyBinding")
     assert binding["spec"] == {"policyName": POLICY, "validationActions": ["Deny"]}
+
+
+@pytest.mark.parametrize("client", ["in-cluster", "kubernetes"])
+def test_the_reporter_learns_of_a_cancel_with_its_own_permission(emu, client):
+    """spec.cancel reaches the trainer through its status PATCH answers (a no-op PATCH when asked):
+    no new permission, the policy lets the no-op through, and another job's answer is refused."""
+    token = emu.access.tokens.issue(trainer())
+    api_client = emu.api_client(token)
+    status_api = (InClusterStatusApi(emu.url, token=token) if client == "in-cluster"
+                  else kubernetes.client.CustomObjectsApi(api_client))
+    own, victim = (KubernetesStatusReporter(n, NAMESPACE, status_api) for n in ("own", "victim"))
+    assert not own.cancel_requested()
+    before = emu.get(TRAININGJOBS, NAMESPACE, "own")
+    emu.patch(TRAININGJOBS, NAMESPACE, "own", {"spec": {"cancel": True}})
+    emu.patch(TRAININGJOBS, NAMESPACE, "victim", {"spec": {"cancel": True}})
+    assert own.cancel_requested()
+    assert emu.get(TRAININGJOBS, NAMESPACE, "own")["status"] == before["status"]  # the probe wrote nothing
+    assert not victim.cancel_requested()  # refused (not its pod): no cancel learnt from it
+    api_client.close()

@@ -16,6 +16,7 @@ import pytest
 from tests.operator.conftest import (
     JOBS,
     NS,
+    PODS,
     TJS,
     events_for,
     make_tj,
@@ -167,3 +168,42 @@ def test_a_success_while_the_operator_is_down_is_recorded_before_the_ttl(operato
     versions = [v for v in emu.history(TJS, NS, "run-1") if v is not None]
     recorded = [(v.get("status") or {}).get("phase") for v in versions]
     assert recorded[-1] == "completed" and "failed" not in recorded
+
+
+def test_a_cancel_is_cancelled_only_when_the_trainer_has_checkpointed_and_exited(operator_env, controller):
+    """Issue 13 item 4: deleting the Job leaves the trainer pod terminating (SIGTERM, checkpoint);
+    the TrainingJob stays running with "Cancelling: …" until the trainer exits, then is cancelled."""
+    emu = operator_env
+    trainer_account(emu)
+    make_tj(emu, "run-1")
+    with running_operator():
+        run_to_running(emu, controller)
+        pod_name = controller.trainer_pod(NS, JOB)["metadata"]["name"]
+        emu.patch(TJS, NS, "run-1", {"spec": {"cancel": True}})
+        st = wait_phase(emu, "run-1", "running", "CancelRequested")["status"]
+        assert st["message"].startswith("Cancelling:") and not st.get("completionTime")
+        emu.wait_for(lambda: emu.get(JOBS, NS, JOB) is None, timeout=5, message="Job deleted")
+        pod = emu.wait_for_object(PODS, NS, pod_name, lambda p: p["metadata"].get("deletionTimestamp"), timeout=5)
+        assert pod["metadata"]["deletionGracePeriodSeconds"] == 30  # the pod's default grace period
+        time.sleep(1.0)  # the pod is still stopping: nothing may call the job cancelled yet
+        assert (status_of(emu, "run-1")["phase"], status_of(emu, "run-1")["reason"]) == ("running", "CancelRequested")
+        controller.finish_trainer(NS, JOB, 75, message="Cancelled on request: checkpoint at epoch 1, step 3")
+        st = wait_phase(emu, "run-1", "cancelled", "Cancelled", timeout=5)["status"]
+        emu.wait_for(lambda: emu.get(PODS, NS, pod_name) is None, timeout=5, message="the kubelet deleting the pod")
+    assert [h["reason"] for h in st["history"]][-2:] == ["CancelRequested", "Cancelled"]
+    assert phases(st) == ["pending", "running", "cancelled"]
+
+
+def test_a_trainer_that_ignores_sigterm_is_cancelled_after_the_kubelets_kill(operator_env):
+    """A stuck trainer: at the end of its grace period the kubelet kills it (exit 137); then cancelled."""
+    emu = operator_env
+    trainer_account(emu)
+    make_tj(emu, "run-1")
+    with JobController(emu, lag=0.3, grace_scale=15) as controller, running_operator():  # 30 s grace -> 2 s
+        run_to_running(emu, controller)
+        pod_name = controller.trainer_pod(NS, JOB)["metadata"]["name"]
+        emu.patch(TJS, NS, "run-1", {"spec": {"cancel": True}})
+        wait_phase(emu, "run-1", "running", "CancelRequested")
+        wait_phase(emu, "run-1", "cancelled", "Cancelled", timeout=8)
+    last = [v for v in emu.history(PODS, NS, pod_name) if v is not None][-1]
+    assert last["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137

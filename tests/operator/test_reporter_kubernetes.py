@@ -14,9 +14,10 @@ from laxai_trainer.status import Metrics, Phase, Progress, ProgressReport
 
 
 class FakeApi:
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, cancel=None):
         self.calls = []
         self.fail = fail
+        self.cancel = cancel  # spec.cancel of the TrainingJob the answers carry (None: no answer body)
         self.lock = threading.Lock()
 
     def patch_namespaced_custom_object_status(self, group, version, namespace, plural, name, body, **kw):
@@ -24,6 +25,7 @@ class FakeApi:
             self.calls.append((time.monotonic(), (group, version, namespace, plural, name), body))
         if self.fail:
             raise self.fail
+        return None if self.cancel is None else {"spec": {"tenant_id": "t", "cancel": self.cancel}, "status": {}}
 
 
 class ApiError(Exception):
@@ -108,6 +110,24 @@ def test_deleted_trainingjob_stops_reporting():
     assert len(api.calls) == 1
 
 
+def test_cancel_requested_reads_spec_cancel_from_the_patch_answers():
+    api = FakeApi(cancel=False)
+    r = KubernetesStatusReporter("j", "ns", api)
+    r.report(rep())
+    assert not r.cancel_requested()
+    assert api.calls[-1][2] == {"status": {}}  # asked: one no-op PATCH, whose answer says no
+    api.cancel = True
+    r.report(rep(Phase.completed))  # any answer with spec.cancel set is noted
+    calls = len(api.calls)
+    assert r.cancel_requested() and len(api.calls) == calls  # known: no further request
+    assert r.sent == 2  # the probes are not progress reports
+
+
+def test_cancel_requested_never_raises():
+    r = KubernetesStatusReporter("j", "ns", FakeApi(fail=ApiError(500)))
+    assert r.cancel_requested() is False
+
+
 def test_from_env_requires_the_trainingjob(monkeypatch):
     monkeypatch.delenv("LAXAI_TRAININGJOB_NAME", raising=False)
     with pytest.raises(RuntimeError, match="LAXAI_TRAININGJOB_NAME"):
@@ -170,6 +190,50 @@ def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_
     assert progress["current_loss"] is not None and progress["datasets_found"] == 2 and progress["logs"]
     assert progress["status"] == "completed"  # the operator's phase mirror
     assert 0 <= metrics["mAP"] <= 1 and metrics["epochs_completed"] == 3
+
+
+@pytest.mark.slow
+def test_a_cancelled_trainer_pod_logs_a_cancel_not_a_preemption(operator_env, tmp_path, monkeypatch):
+    """spec.cancel set, then SIGTERM (the Job's deletion): the trainer, with the Job's command and
+    env, checkpoints and says "Cancelled on request" (it asked its TrainingJob), exit 75."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from laxai_trainer import exit_codes
+    from laxai_trainer.synth import generate
+    from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, start_trainer_pod
+
+    emu = operator_env
+    root = tmp_path / "storage"
+    generate(root, "tenant1", players=4, frames=2, images_per_player=4, val_players=4, seed=1)
+    monkeypatch.setenv("LAXAI_STORAGE_ROOT", str(root))
+    make_tj(emu, "run-1", gpus=0, training_kwargs={"num_epochs": 50, "batch_size": 8, "images_per_player": 2,
+                                                   "num_workers": 0},
+            model_kwargs={"embedding_dim": 32, "use_cbam": False})
+    with running_operator():
+        job = emu.wait_for_object(JOBS, NS, "tj-run-1")
+        start_trainer_pod(emu, job, "run-1")
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
+        env.update(KUBECONFIG=str(emu.kubeconfig_path), LAXAI_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+        command = [os.path.join(os.path.dirname(sys.executable), container["command"][0]), *container["command"][1:]]
+        trainer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            emu.wait_for_object(TJS, NS, "run-1", lambda o: ((o.get("status") or {}).get("progress") or {}).get(
+                "current_epoch"), timeout=120)
+            emu.patch(TJS, NS, "run-1", {"spec": {"cancel": True}})
+            emu.wait_for(lambda: emu.get(JOBS, NS, "tj-run-1") is None, timeout=10, message="Job deleted")
+            trainer.send_signal(signal.SIGTERM)  # the kubelet's, for the deleted pod
+            output = trainer.communicate(timeout=120)[0]
+        finally:
+            if trainer.poll() is None:
+                trainer.kill()
+        message = emu.get(TJS, NS, "run-1")["status"]["progress"]["message"]
+    assert trainer.returncode == exit_codes.RETRY, output[-3000:]
+    assert message.startswith("Cancelled on request: checkpoint at"), output[-3000:]
+    assert "Cancelled on request: checkpoint at" in output and "Stopped (preemption or cancel)" not in output
 
 
 def test_in_cluster_api_needs_no_client_library(kube_emulator, tmp_path):

@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from laxai_operator.resource import HISTORY_LIMIT, HistoryEntry, Phase, TrainingJobSpec, TrainingJobStatus
-from laxai_operator.status_mapping import decide, invalid_spec, status_patch, stuck_reason, ttl_deadline
+from laxai_operator.status_mapping import (
+    CANCEL_MARGIN,
+    decide,
+    invalid_spec,
+    status_patch,
+    stuck_reason,
+    ttl_deadline,
+)
 from tests.operator.k8s_objects import T0, cond, job, pod, unschedulable
 
 NOW = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)  # T0 + 5 min
@@ -111,8 +118,9 @@ CASES = [
      Phase.failed, "DeadlineExceeded", "60s"),
     ("other-failure", job(conditions=[cond("Failed", "SomethingElse", "odd")]), [], {}, Phase.failed,
      "SomethingElse", "odd"),
-    ("cancel", job(active=1), [pod(phase="Running", running=True)], {"cancel": True}, Phase.cancelled,
-     "Cancelled", "cancelled"),
+    # A cancel keeps the phase until the trainer pod has stopped (test_cancel_waits_for_the_trainer_pod).
+    ("cancel", job(active=1), [pod(phase="Running", running=True)], {"cancel": True}, Phase.running,
+     "CancelRequested", "Cancelling: the trainer is writing its checkpoint"),
 ]
 
 
@@ -134,7 +142,7 @@ def test_mapping(case, j, pods, sp, phase, reason, fragment):
     (kind, ev_reason, _), = d.events
     assert ev_reason == reason
     assert kind == ("Normal" if reason in {"JobCreated", "Starting", "Running", "Suspended", "Queued",
-                                           "Completed", "Cancelled"} else "Warning")
+                                           "Completed", "Cancelled", "CancelRequested"} else "Warning")
 
 
 def test_cancel_after_the_trainer_exited_0_is_too_late():
@@ -144,7 +152,56 @@ def test_cancel_after_the_trainer_exited_0_is_too_late():
         d = run(sp=spec(cancel=True), j=j, pods=[pod(phase="Succeeded", terminated=EXITED_0)])
         assert (d.status.phase, d.status.reason, d.delete_job) == (Phase.completed, "Completed", False)
     d = run(sp=spec(cancel=True), j=job(active=1), pods=[pod(phase="Running", running=True)])
-    assert d.status.phase == Phase.cancelled and d.delete_job
+    assert (d.status.phase, d.status.reason, d.delete_job) == (Phase.running, "CancelRequested", True)
+    # Exit 0 seen while the cancel is being carried out (the Job already deleted): still the result.
+    d = run(status=d.status, sp=spec(cancel=True), j=None, pods=[pod(phase="Succeeded", terminated=EXITED_0)],
+            now=NOW + timedelta(seconds=2))
+    assert (d.status.phase, d.status.reason, d.delete_job) == (Phase.completed, "Completed", False)
+
+
+def stopping(grace=None, **kw):
+    """A running trainer pod being deleted gracefully (deletionTimestamp set, SIGTERM sent)."""
+    p = pod(phase="Running", running=True, **kw)
+    p["metadata"]["deletionTimestamp"] = "2026-01-01T00:05:30Z"
+    if grace is not None:
+        p["spec"] = {"terminationGracePeriodSeconds": grace}
+    return p
+
+
+def test_cancel_waits_for_the_trainer_pod_to_stop():
+    """Cancelling keeps the phase (reason CancelRequested) until the pod has checkpointed and exited."""
+    sp = spec(cancel=True)
+    running = run(j=job(active=1), pods=[pod(phase="Running", running=True)]).status
+    first = run(status=running, sp=sp, j=job(active=1), pods=[pod(phase="Running", running=True)])
+    assert (first.status.phase, first.status.reason, first.delete_job) == (Phase.running, "CancelRequested", True)
+    assert first.status.progress.status == Phase.running and first.status.completion_time is None
+    assert first.recheck_at == NOW + timedelta(seconds=30 + CANCEL_MARGIN)  # the pod default grace period
+    # The Job is gone, the pod still stopping: no change, no new history entry, no delete.
+    later = NOW + timedelta(seconds=10)
+    still = run(status=first.status, sp=sp, j=None, pods=[stopping()], now=later)
+    assert (still.status.phase, still.status.reason, still.delete_job) == (Phase.running, "CancelRequested", False)
+    assert still.transition is None and still.recheck_at == first.recheck_at
+    # The trainer wrote its checkpoint and exited 75: cancelled, saying how it stopped.
+    exited = pod(phase="Failed", terminated=PREEMPTED)
+    exited["metadata"]["deletionTimestamp"] = "2026-01-01T00:05:30Z"
+    done = run(status=still.status, sp=sp, j=None, pods=[exited], now=later)
+    assert (done.status.phase, done.status.reason) == (Phase.cancelled, "Cancelled")
+    assert "exit code 75" in done.status.message and done.status.completion_time == "2026-01-01T00:05:10Z"
+    assert [h.reason for h in done.status.history] == ["Running", "CancelRequested", "Cancelled"]
+    gone = run(status=still.status, sp=sp, j=None, pods=[], now=later)
+    assert (gone.status.phase, gone.status.reason) == (Phase.cancelled, "Cancelled")
+
+
+def test_a_stuck_pod_cannot_keep_a_job_cancelling_past_its_grace_period():
+    sp = spec(cancel=True)
+    first = run(sp=sp, j=job(active=1), pods=[stopping(grace=60)])
+    bound = NOW + timedelta(seconds=60 + CANCEL_MARGIN)
+    assert first.recheck_at == bound  # read from the pod's terminationGracePeriodSeconds
+    before = run(status=first.status, sp=sp, j=None, pods=[stopping(grace=60)], now=bound - timedelta(seconds=1))
+    assert before.status.reason == "CancelRequested" and before.recheck_at == bound
+    after = run(status=first.status, sp=sp, j=None, pods=[stopping(grace=60)], now=bound)
+    assert (after.status.phase, after.status.reason) == (Phase.cancelled, "Cancelled")
+    assert f"did not stop within {60 + CANCEL_MARGIN}s" in after.status.message
 
 
 def test_a_finishing_run_is_never_timed_out_by_the_age_of_the_job():

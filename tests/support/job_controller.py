@@ -27,6 +27,16 @@ in-between states a real control plane shows, each ``lag`` seconds after the las
   that many seconds after Complete/Failed, read or not (pkg/controller/ttlafterfinished/
   ttlafterfinished_controller.go; kubernetes.io/docs/concepts/workloads/controllers/ttlafterfinished).
 
+- graceful pod termination, the kubelet's part: deleting a pod whose trainer has started
+  (Running) leaves it in place with ``deletionTimestamp`` (deletion time + grace period) and
+  ``deletionGracePeriodSeconds`` = its ``terminationGracePeriodSeconds`` (default 30); the
+  trainer got SIGTERM, and the pod goes (a delete with grace 0) once it has terminated
+  (``finish_trainer``) or, at the end of the grace period, after the kubelet's SIGKILL (exit
+  137). A pod not started yet, or already Succeeded/Failed, goes at once
+  (kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination;
+  pkg/registry/core/pod/strategy.go CheckGracefulDelete). ``grace_scale`` shortens the
+  simulated grace period (seconds of it per second of the test).
+
 ``elapse(delta)`` moves the clock of a running Job forward: its startTime and its pods'
 start times move that far into the past, as if the run had gone on that long (a long run). Not simulated: activeDeadlineSeconds, parallelism > 1, indexed
 Jobs, successPolicy, pod finalizers (the controller remembers which pods it counted).
@@ -98,8 +108,10 @@ def failure_policy_action(job: Obj, pod: Obj) -> tuple[str, str]:
 class JobController:
     """Job + TTL-after-finished controllers on a ``ThreadedKubeEmulator`` (use as a context manager)."""
 
-    def __init__(self, emu: ThreadedKubeEmulator, *, lag: float = 0.15, retry_lag: float = 0.5) -> None:
+    def __init__(self, emu: ThreadedKubeEmulator, *, lag: float = 0.15, retry_lag: float = 0.5,
+                 grace_scale: float = 1.0) -> None:
         self.emu = emu
+        self.grace_scale = grace_scale  # simulated grace-period seconds per real second
         self.lag = lag  # seconds between two steps of the controller (its watch + sync latency)
         self.retry_lag = retry_lag  # first back-off of a refused pod creation (then doubled, at most 8x)
         self.refusal: str | None = None  # an injected pod-creation error (quota, admission webhook)
@@ -108,6 +120,7 @@ class JobController:
         self._counted: set[str] = set()  # pod uids moved into the Job's counters
         self._failed_creates: dict[tuple[str, str], int] = {}  # (job uid, message) -> retries so far
         self._ttl: dict[str, asyncio.TimerHandle] = {}
+        self._kills: dict[str, asyncio.TimerHandle] = {}  # pod uid -> the kubelet's SIGKILL at grace end
 
     # ------------------------------------------------------------ lifecycle
 
@@ -121,12 +134,14 @@ class JobController:
     def _attach(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.emu.store.listeners.append(self._on_change)
+        self.emu.store.grace_period = self._grace_period
         for job in self.emu.store.live(self.emu.store.kind(JOBS)):
             self._later(job["metadata"]["namespace"], job["metadata"]["name"])
 
     def _detach(self) -> None:
         self.emu.store.listeners.remove(self._on_change)
-        for handle in [*self._pending.values(), *self._ttl.values()]:
+        self.emu.store.grace_period = None
+        for handle in [*self._pending.values(), *self._ttl.values(), *self._kills.values()]:
             handle.cancel()
 
     # ------------------------------------------------------------ what tests drive (the kubelet's part)
@@ -205,10 +220,54 @@ class JobController:
             else:
                 self._later(meta["namespace"], meta["name"])
         elif kind.key == ("", "v1", "pods"):
+            self._kubelet(event_type, old, new)
             for ref in meta.get("ownerReferences") or []:
                 if ref.get("kind") == "Job" and ref.get("controller"):
                     self._later(meta["namespace"], ref["name"])
 
+    # ------------------------------------------------------------ graceful termination (the kubelet's part)
+
+    @staticmethod
+    def _grace_period(kind: Kind, obj: Obj) -> int:
+        """Seconds a delete of this object leaves it in place (the API server's pod strategy)."""
+        if kind.key != ("", "v1", "pods") or _phase(obj) != "Running":
+            return 0  # not started on a node yet, or already terminated: deleted at once
+        grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds")
+        return 30 if grace is None else int(grace)
+
+    def _kubelet(self, event_type: str, old: Obj | None, new: Obj) -> None:
+        meta = new["metadata"]
+        uid = meta["uid"]
+        if event_type == "DELETED" or not meta.get("deletionTimestamp"):
+            handle = self._kills.pop(uid, None)
+            if handle is not None:
+                handle.cancel()
+            return
+        if self._loop is None:
+            return
+        if _phase(new) in ("Succeeded", "Failed"):  # the trainer has exited: the kubelet deletes the pod
+            self._loop.call_later(self.lag, self._delete_pod, meta["namespace"], meta["name"], uid)
+        elif uid not in self._kills:
+            grace = float(meta.get("deletionGracePeriodSeconds") or 0) / self.grace_scale
+            self._kills[uid] = self._loop.call_later(grace, self._kill, meta["namespace"], meta["name"], uid)
+
+    def _kill(self, namespace: str, name: str, uid: str) -> None:
+        """The grace period is over: SIGKILL (exit 137), then the pod goes."""
+        self._kills.pop(uid, None)
+        pod = self.emu.store.current(self._store(PODS), namespace, name)
+        if pod is None or pod["metadata"]["uid"] != uid or _phase(pod) in ("Succeeded", "Failed"):
+            return
+        started = ((pod.get("status") or {}).get("startTime")) or rfc3339(_now())
+        terminated = {"exitCode": 137, "reason": "Error", "startedAt": started, "finishedAt": rfc3339(_now())}
+        self.emu.set_pod_status(namespace, name, {
+            "phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [self._container(pod, {"terminated": terminated})]})
+
+    def _delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        pod = self.emu.store.current(self._store(PODS), namespace, name)
+        if pod is not None and pod["metadata"]["uid"] == uid:
+            self.emu.store.delete_object(self._store(PODS), namespace, name, grace_period=0,
+                                         preconditions={"uid": uid})
     def _later(self, namespace: str, name: str, delay: float | None = None) -> None:
         key = (namespace, name)
         if key in self._pending or self._loop is None:

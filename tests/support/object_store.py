@@ -42,7 +42,12 @@ _JOB_ORPHAN_WARNING = (
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339_after(0)
+
+
+def rfc3339_after(seconds: int) -> str:
+    moment = datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ObjectStore:
@@ -60,6 +65,10 @@ class ObjectStore:
         #: controllers, e.g. tests/support/job_controller.py); they must not write synchronously.
         self.listeners: list[Callable[[Kind, str, Obj | None, Obj], None]] = []
         self.events: deque[tuple[int, Kind, str, Obj | None, Obj]] = deque()
+        #: Seconds a delete leaves this object in place, with a deletionTimestamp, for a graceful
+        #: termination (a running pod: its kubelet stops it, then deletes it with grace 0); None or
+        #: 0: at once. Set by a simulated kubelet (tests/support/job_controller.py).
+        self.grace_period: Callable[[Kind, Obj], int] | None = None
         self._rv = 0
         self._uids: dict[str, ObjKey] = {}
         for kind in builtin_kinds():
@@ -348,7 +357,7 @@ class ObjectStore:
 
     def delete_object(self, kind: Kind, namespace: str | None, name: str, *, propagation: str | None = None,
                       preconditions: dict[str, Any] | None = None, dry_run: bool = False,
-                      warnings: list[str] | None = None) -> Obj:
+                      warnings: list[str] | None = None, grace_period: int | None = None) -> Obj:
         warnings = [] if warnings is None else warnings
         obj = self.current(kind, namespace, name)
         if obj is None:
@@ -375,11 +384,17 @@ class ObjectStore:
                     for child in self.live(other, name):
                         self._delete_now(other, child)
         if meta.get("deletionTimestamp"):
-            return obj  # already being deleted: waits for its finalizers
-        if meta.get("finalizers"):
+            if grace_period == 0 and not meta.get("finalizers"):
+                self._remove(kind, obj)  # the kubelet's final delete of a pod it has stopped
+                return self._last(kind, obj)
+            return obj  # already being deleted: waits for its finalizers (or graceful termination)
+        grace = self.grace_period(kind, obj) if self.grace_period is not None and grace_period != 0 else 0
+        if meta.get("finalizers") or grace:
+            # Graceful deletion: deletionTimestamp is when the grace period ends (metav1.ObjectMeta;
+            # pkg/registry/rest/delete.go BeforeDelete).
             new = copy.deepcopy(obj)
-            new["metadata"]["deletionTimestamp"] = now_rfc3339()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["metadata"]["deletionTimestamp"] = rfc3339_after(grace)
+            new["metadata"]["deletionGracePeriodSeconds"] = grace
             new["metadata"]["resourceVersion"] = self.next_rv()
             self._store(kind, "MODIFIED", obj, new)
             return new

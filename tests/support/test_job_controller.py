@@ -201,3 +201,38 @@ def test_failure_policy_action(code, conds, action):
     pod = {"metadata": {"name": "p", "namespace": NS}, "status": {"conditions": conds, "containerStatuses": [
         {"name": "trainer", "state": {"terminated": {"exitCode": code}}}]}}
     assert failure_policy_action(job, pod)[0] == action
+
+
+def test_deleting_the_job_terminates_a_running_pod_gracefully(kube_emulator, controller):
+    """The garbage collector's delete of a running pod leaves it terminating (deletionTimestamp,
+    the grace period) until the trainer exits; then the kubelet deletes it. Not-started pods go at once."""
+    emu = kube_emulator
+    service_account(emu)
+    make_job(emu)
+    controller.run_trainer(NS, "train")
+    name = controller.trainer_pod(NS, "train")["metadata"]["name"]
+    emu.delete(JOBS, NS, "train", propagation="Background")
+    pod = emu.get(PODS, NS, name)
+    assert pod["metadata"]["deletionTimestamp"] and pod["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert pod["status"]["phase"] == "Running"
+    controller.finish_trainer(NS, "train", 75)
+    emu.wait_for(lambda: emu.get(PODS, NS, name) is None, timeout=2, message="pod deleted after the exit")
+    make_job(emu, "pending")
+    pending = controller.trainer_pod(NS, "pending")["metadata"]["name"]
+    emu.delete(JOBS, NS, "pending", propagation="Background")
+    assert emu.get(PODS, NS, pending) is None  # never started: no grace period
+
+
+def test_a_pod_that_ignores_sigterm_is_killed_at_the_end_of_its_grace_period(kube_emulator):
+    emu = kube_emulator
+    service_account(emu)
+    with JobController(emu, lag=0.05, grace_scale=60) as c:  # a 30 s grace period takes 0.5 s
+        job = make_job(emu)
+        c.run_trainer(NS, "train")
+        name = c.trainer_pod(NS, "train")["metadata"]["name"]
+        emu.delete(JOBS, NS, job["metadata"]["name"], propagation="Background")
+        assert emu.get(PODS, NS, name)["metadata"]["deletionTimestamp"]
+        emu.wait_for(lambda: emu.get(PODS, NS, name) is None, timeout=3, message="pod killed and deleted")
+    last = [v for v in emu.history(PODS, NS, name) if v is not None][-1]
+    assert last["status"]["phase"] == "Failed"
+    assert last["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137

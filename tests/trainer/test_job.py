@@ -495,3 +495,30 @@ def test_random_mining_run_with_a_worker_and_quiet_logging(synth_root, tmp_path)
     epoch = read_json(root / TENANT / "runs/random/metrics.json")["epochs"][0]
     assert epoch["train_images"] == 3 * 20  # every anchor of 4 players x 5 crops, as a triplet
     assert " DEBUG " not in (tmp_path / "w" / "trainer.log").read_text()
+
+
+def test_a_stop_is_a_cancel_when_the_cancel_file_exists_or_the_trainingjob_says_so(tmp_path):
+    """The local API's --cancel-file, or (in a pod) the status reporter's view of spec.cancel."""
+    base = {"storage_root": str(tmp_path), "run_name": "r", "cache_dir": tmp_path / "cache"}
+    flag = tmp_path / "cancel"
+    assert not JobOptions(**base, cancel_file=flag).stop_is_cancel()
+    assert not JobOptions(**base, cancel_requested=lambda: False).stop_is_cancel()
+    assert JobOptions(**base, cancel_requested=lambda: True).stop_is_cancel()
+    flag.touch()
+    assert JobOptions(**base, cancel_file=flag, cancel_requested=lambda: False).stop_is_cancel()
+
+
+def test_a_cancel_before_training_started_says_so(synth_root, tmp_path):
+    """SIGTERM during the dataset sync: no checkpoint yet, and the last message still says cancel."""
+    reports: list = []
+
+    class Collect:
+        def report(self, report):
+            reports.append(report)
+
+    options = JobOptions(storage_root=str(synth_root), run_name="early", cache_dir=tmp_path / "cache",
+                         allow_download=False, cancel_requested=lambda: True)
+    options.stop.set()
+    result = Job(TrainingConfig.model_validate(config()), options, ProgressTracker(FanOut([Collect()]))).run()
+    assert result.outcome == "preempted"
+    assert reports[-1].progress.message.startswith("Cancelled on request before training started: no checkpoint")

@@ -158,7 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_file = Path(args.log_file) if args.log_file else cache_dir / "work" / config.tenant_id / run_name / "trainer.log"
     tty = sys.stderr.isatty()
     tail = setup_logging(config.verbose, log_file, tty)
-    tracker = ProgressTracker(FanOut(make_reporters(args.progress_file, tty)), tail)
+    reporters = make_reporters(args.progress_file, tty)
+    tracker = ProgressTracker(FanOut(reporters), tail)
     stop = threading.Event()
     install_stop_handlers(stop)
 
@@ -174,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop=stop,
         job_id=settings.job_id,
         cancel_file=Path(args.cancel_file) if args.cancel_file else None,
+        # In a pod: the TrainingJob status reporter knows whether spec.cancel is set.
+        cancel_requested=next((r.cancel_requested for r in reporters if hasattr(r, "cancel_requested")), None),
     )
     log.info("run %s of tenant %s, storage %s", run_name, config.tenant_id, options.storage_root)
     try:
@@ -188,6 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_termination_log(settings.termination_log, message)
         return exit_codes.FAILURE
     if result.outcome == "preempted":
+        for reporter in reporters:  # the checkpoint message is the last report: out before the exit
+            if hasattr(reporter, "flush"):
+                reporter.flush()
         return exit_codes.RETRY
     return exit_codes.OK
 

@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,14 @@ class JobOptions:
     job_id: str | None = None
     #: Exists at a stop request when the stop is a cancel (the local API writes it), not a preemption.
     cancel_file: Path | None = None
+    #: Asked at a stop request: True when the stop is a cancel (in a pod: the TrainingJob's
+    #: spec.cancel, read by the status reporter). Must not raise.
+    cancel_requested: Callable[[], bool] | None = None
+
+    def stop_is_cancel(self) -> bool:
+        if self.cancel_file is not None and self.cancel_file.exists():
+            return True
+        return self.cancel_requested is not None and self.cancel_requested()
 
 
 @dataclass
@@ -406,7 +415,7 @@ class Job:
         path = ckpt.checkpoint_path(self.layout.prefix, ckpt.LAST)
         ckpt.save(self.storage, path, self.checkpoint(trainer), self.tmp_dir)
         where = f"epoch {st.epoch + 1}, step {st.step}" if st.step else f"the end of epoch {st.epoch}"
-        if self.options.cancel_file is not None and self.options.cancel_file.exists():
+        if self.options.stop_is_cancel():
             message = (f"Cancelled on request: checkpoint at {where} saved to {self.storage.uri(path)}; "
                        "resubmitting with the same custom_name resumes from it")
         else:
@@ -425,7 +434,11 @@ class Job:
         self.write_meta()
         device = pick_device(self.options.device)
         dataset_dirs = self.sync()
-        if self.options.stop.is_set():
+        if self.options.stop.is_set():  # stopped before any training: nothing to checkpoint
+            what = "Cancelled on request" if self.options.stop_is_cancel() else "Stopped (preemption or cancel)"
+            message = f"{what} before training started: no checkpoint; a rerun starts from the beginning"
+            log.warning("%s", message)
+            self.tracker.update(message=message)
             return JobResult("preempted", self.run_uri, None, None)
         train_loader, val_loader, data_summary = self.loaders(dataset_dirs, device)
         seed_everything(tk.seed)

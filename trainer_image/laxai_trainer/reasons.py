@@ -22,6 +22,7 @@ class Reason(StrEnum):
     pod_creation_failed = "PodCreationFailed"  # the Job controller's FailedCreate (quota, admission, ...)
     # running / completed / cancelled
     running = "Running"
+    cancel_requested = "CancelRequested"  # spec.cancel seen: the trainer is checkpointing and stopping
     completed = "Completed"
     cancelled = "Cancelled"
     # failed

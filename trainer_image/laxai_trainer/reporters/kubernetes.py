@@ -21,6 +21,13 @@ last report before a long quiet stretch still arrives within ``min_interval``. A
 the trainer's phase and the final report are sent at once, synchronously. Nothing here ever
 raises into the training loop: API errors are logged (once per kind) and the next report
 retries; a 404 (the TrainingJob was deleted) stops reporting.
+
+Cancel or preemption: a SIGTERM does not say why. The answer to a status PATCH is the whole
+TrainingJob, spec included, so the reporter notes ``spec.cancel`` from each answer, and
+:meth:`KubernetesStatusReporter.cancel_requested` (asked when the stop arrives) sends one no-op
+PATCH when none has said so yet: the operator sets nothing but ``spec.cancel`` before it deletes
+the Job. No new permission: the same ``patch`` on ``trainingjobs/status``, and a no-op passes
+the trainer-status admission policy.
 """
 
 from __future__ import annotations
@@ -137,6 +144,7 @@ class KubernetesStatusReporter:
         self._stopped = False
         self._warned: set[str] = set()
         self._thread: threading.Thread | None = None
+        self._cancel = False  # spec.cancel seen in a PATCH answer (it cannot be undone: CRD rule)
         self.sent = 0  # patches that reached the API server
 
     @classmethod
@@ -192,6 +200,14 @@ class KubernetesStatusReporter:
             self._stopped = True
             self._cond.notify_all()
 
+    def cancel_requested(self, timeout: float = 5.0) -> bool:
+        """Whether the TrainingJob's ``spec.cancel`` is set: from the last PATCH answer, else one
+        no-op PATCH now (at most ``timeout`` seconds; an error counts as no cancel). Never raises."""
+        if not self._cancel:
+            with self._send_lock:
+                self._patch({"status": {}}, timeout)
+        return self._cancel
+
     # ---- internals --------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
@@ -214,18 +230,26 @@ class KubernetesStatusReporter:
 
     def _send(self, body: dict[str, Any]) -> None:
         self._last_sent = self.clock()
-        try:
-            self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, body, _request_timeout=self.request_timeout
-            )
+        if self._patch(body, self.request_timeout):
             self.sent += 1
+
+    def _patch(self, body: dict[str, Any], timeout: float) -> bool:
+        """One PATCH; notes spec.cancel from the answer. False (logged) on an error."""
+        try:
+            answer = self.api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, body, _request_timeout=timeout
+            )
+            if isinstance(answer, dict) and (answer.get("spec") or {}).get("cancel") is True:
+                self._cancel = True
+            return True
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 log.warning("TrainingJob %s/%s is gone: progress reporting stops", self.namespace, self.name)
                 with self._cond:
                     self._stopped = True
-                return
+                return False
             self._warn(f"patch-{getattr(exc, 'status', type(exc).__name__)}", exc)
+            return False
 
     def _warn(self, kind: str, exc: Exception) -> None:
         level = logging.DEBUG if kind in self._warned else logging.WARNING
