@@ -55,7 +55,7 @@ from laxai_trainer.run_layout import (
     write_json,
 )
 from laxai_trainer.safe_load import load_tensors
-from laxai_trainer.status import Metrics, Phase
+from laxai_trainer.status import Metrics, Phase, significant
 from laxai_trainer.train import Outcome, Trainer, seed_everything
 from laxai_trainer.wandb_run import WandbRun, artifact_name
 
@@ -353,9 +353,10 @@ class Job:
         if self.storage.exists(self.layout.final_meta) and self.storage.exists(self.layout.final_model):
             meta = read_json(self.storage, self.layout.final_meta)
             # Only the final model this very checkpoint history produced (not an older run's).
+            # (model.json's metrics are reported figures, rounded like every reported metric)
             if meta.get("best_epoch") == trainer.state.best_epoch and (meta.get("metrics") or {}).get(
                 "mAP"
-            ) == trainer.state.best_map:
+            ) == significant(trainer.state.best_map):
                 trainer.best_weights = load_tensors(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
                                                     self.storage.uri(self.layout.final_model))
                 return

@@ -352,6 +352,8 @@ class JobCache:
             _request_timeout=(10, self.watch_timeout + 30))
         self._response = response
         try:
+            if self._stop.is_set():  # close() ran before the response was published: it could not end it
+                return rv
             _check(response)
             for line in iter_resp_lines(response):
                 if self._stop.is_set():
