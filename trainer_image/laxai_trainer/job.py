@@ -36,6 +36,7 @@ from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 from laxai_trainer.errors import ConfigError
+from laxai_trainer.evaluate import kit_per_image, warn_shared_players
 from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
@@ -89,6 +90,8 @@ def best_metrics(state: ckpt.TrainState, run_uri: str, model_uri: str | None = N
         mAP=best["mAP"],
         train_loss=state.history[-1]["train_loss"],
         val_loss=best["val_loss"],
+        same_kit_rank1=best.get("same_kit_rank1"),
+        same_kit_mAP=best.get("same_kit_mAP"),
         best_epoch=best["epoch"],
         epochs_completed=state.epoch,
         model_uri=model_uri,
@@ -133,6 +136,7 @@ class Job:
 
         self.config = config
         self.options = options
+        self.val_kits: torch.Tensor | None = None  # kit id per val image (same-kit metrics)
         self.tracker = tracker
         self.storage = open_storage(options.storage_root)
         self.layout = RunLayout(config.tenant_id, options.run_name)
@@ -207,6 +211,8 @@ class Job:
         tk = self.config.training_kwargs
         train_index = data.scan_split(dataset_dirs, "train", tk.min_images_per_player, self.config.tenant_id)
         val_index = data.scan_split(dataset_dirs, "val", tk.min_images_per_player, self.config.tenant_id)
+        warn_shared_players(train_index, val_index)
+        self.val_kits = kit_per_image(val_index, dataset_dirs)
         train_loader = data.build_train_loader(train_index, tk, device, tk.seed)
         val_loader = data.build_val_loader(val_index, tk, device)
         for loader in (train_loader, val_loader):
@@ -323,7 +329,8 @@ class Job:
             return JobResult("preempted", self.run_uri, None, None)
         train_loader, val_loader, data_summary = self.loaders(dataset_dirs, device)
         seed_everything(tk.seed)
-        trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, train_loader, val_loader, self.options.stop)
+        trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, train_loader, val_loader, self.options.stop,
+                          num_classes=data_summary["train"]["players"], val_kits=self.val_kits)
         source = self.start_model(trainer)
         log.info("model weights: %s", source.describe())
         self.write_meta(init_source=source.as_dict(), device=str(device), data=data_summary,
