@@ -2,10 +2,12 @@
 
 Run from the repository root::
 
-    python -m bench.model_quality [--epochs 3] [--frames 4] [--players 12] [--val-players 8]
+    python -m bench.model_quality [--epochs 3] [--frames 3] [--players 12] [--val-players 4]
         [--images 6] [--embedding-dim 256] [--batch-size 32] [--device auto|cpu|cuda]
         [--recipe NAME=JSON ...] [--seed 0]
 
+The defaults are the README quickstart's run: its dataset (``laxai-train synth`` defaults
+but 12 players per frame), the seed request's batch size and embedding size, 3 epochs.
 Generates match-mode synthetic data (``laxai_trainer.synth``: two teams per frame in
 shared kits, occlusion, blur, partial crops; val players never trained on), then
 trains each recipe from the same random init for the same epochs with the real
@@ -96,9 +98,9 @@ def _fmt(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--players", type=int, default=12, help="train players per frame")
-    parser.add_argument("--val-players", type=int, default=8, help="val players per frame (never trained on)")
+    parser.add_argument("--val-players", type=int, default=4, help="val players per frame (never trained on)")
     parser.add_argument("--images", type=int, default=6, help="crops per player")
     parser.add_argument("--embedding-dim", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -243,6 +243,10 @@ def test_metrics_json_has_every_epoch_and_the_best_epochs_final(straight):
     # the final metrics are the reported ones: 4 significant digits (laxai_trainer.status.significant)
     assert final["mAP"] == significant(best["mAP"]) and final["rank1"] == significant(best["rank1"])
     assert final["train_loss"] == significant(metrics["epochs"][-1]["train_loss"])
+    # the synthetic data carries kits.json: the same-kit (teammate) metrics are reported too
+    assert final["same_kit_rank1"] == significant(best["same_kit_rank1"])
+    assert final["same_kit_mAP"] == significant(best["same_kit_mAP"])
+    assert 0 < best["same_kit_queries"] <= best["val_queries"]
 
 
 def test_training_lifts_val_map_well_above_the_untrained_model(straight, data_root):

@@ -321,21 +321,20 @@ def render_game_crop(player: Player, others: list[Player], grass: np.ndarray, rn
     else:
         top = rng.uniform(0.02, 0.98 * h - fh) if 0.98 * h > fh + 0.02 else 0.0
     cx = w / 2 + rng.uniform(-0.08, 0.08) * w
-    occluder = others[int(rng.integers(len(others)))] if others and rng.random() < 0.35 else None
-    in_front = rng.random() < 0.5
+    # Where another player would stand, drawn for every crop so the rest of the crop does
+    # not depend on whether the frame has other players.
+    occludes, pick, in_front = rng.random() < 0.35, int(rng.integers(1 << 30)), rng.random() < 0.5
     side = 1 if rng.random() < 0.5 else -1
-
-    def draw_occluder() -> None:
-        assert occluder is not None
-        ofh = fh * rng.uniform(0.85, 1.15)
-        ocx = cx + side * rng.uniform(0.45, 0.8) * w
-        _draw_player(img, occluder, ocx, top + rng.uniform(-0.1, 0.1) * fh, ofh, -side, rng)
+    ofh, ocx = fh * rng.uniform(0.85, 1.15), cx + side * rng.uniform(0.45, 0.8) * w
+    otop = top + rng.uniform(-0.1, 0.1) * fh
+    occluder = others[pick % len(others)] if others and occludes else None
+    occluder_rng = np.random.default_rng(pick)  # its pose
 
     if occluder is not None and not in_front:
-        draw_occluder()
+        _draw_player(img, occluder, ocx, otop, ofh, -side, occluder_rng)
     _draw_player(img, player, cx, top, fh, 1 if rng.random() < 0.5 else -1, rng, number_p=0.75)
     if occluder is not None and in_front:
-        draw_occluder()
+        _draw_player(img, occluder, ocx, otop, ofh, -side, occluder_rng)
     if rng.random() < 0.3:  # far from the camera: fewer pixels on the player
         f = rng.uniform(0.4, 0.7)
         img = img.resize((max(8, int(w * f)), max(8, int(h * f))), Image.BILINEAR).resize((w, h), Image.BILINEAR)

@@ -10,7 +10,11 @@ the caller's business, reached through :class:`EpochHooks`.
 - The margin follows :func:`~laxai_trainer.losses.margin_schedule` each epoch.
 - After each epoch: validation (recall@1/5/10, mAP, val loss), then
   ReduceLROnPlateau and early stopping both on val mAP (higher is better).
-- CUDA: bf16 autocast and channels_last; CPU: float32, unchanged.
+- Recipe options: ``triplet_loss`` (hard/soft margin), an identity loss
+  (``id_loss_weight``, ``label_smoothing``; its classifier is training-only, kept in the
+  checkpoint, not in the model), ``model_kwargs.bnneck``, and ``warmup_epochs``
+  (per-step linear LR ramp; ReduceLROnPlateau counts from the end of it).
+- CUDA: bf16 autocast and channels_last for training; validation embeds in float32.
 - A stop request (SIGTERM) is honoured after the current step: the hooks write a
   mid-epoch checkpoint and :meth:`Trainer.fit` returns ``"preempted"``.
 """
