@@ -173,7 +173,7 @@ def test_trainer_validation_is_float32_whatever_the_training_precision():
     cfg = TrainingConfig(tenant_id="t", training_kwargs={"batch_size": 8, "images_per_player": 2},
                          model_kwargs={"embedding_dim": 8})
     val = make_split(players=4, per_player=3, seed=2)
-    trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], ValLoader(*val))
+    trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], ValLoader(*val), num_classes=4)
     trainer.amp = torch.bfloat16  # as on CUDA: training under bf16 autocast
     trainer.model.eval()
     with torch.no_grad():

@@ -147,7 +147,7 @@ def test_bnneck_adds_a_batchnorm_neck_to_the_model_and_its_architecture():
     plain, neck = (build_model(ModelKwargs(embedding_dim=8, bnneck=b)) for b in (False, True))
     assert isinstance(plain.neck, nn.Identity) and isinstance(neck.neck, nn.BatchNorm1d)
     assert "neck.running_mean" in neck.state_dict() and "neck.running_mean" not in plain.state_dict()
-    assert "bnneck" not in architecture(ModelKwargs())  # models saved before the option still load
+    assert "bnneck" not in architecture(ModelKwargs(bnneck=False))  # models saved before the option still load
     assert architecture(ModelKwargs(bnneck=True))["bnneck"] is True
     neck.eval()
     neck.neck.running_mean.fill_(0.5)

@@ -72,7 +72,9 @@ def test_label_smoothing_changes_the_identity_loss():
     plain, smooth = (batch_loss(trainer_for(config(id_loss_weight=1.0, label_smoothing=s))) for s in (0.0, 0.3))
     assert plain != pytest.approx(smooth, abs=1e-4)
     # without the identity loss the smoothing has nothing to act on
-    assert batch_loss(trainer_for(config(label_smoothing=0.0))) == batch_loss(trainer_for(config(label_smoothing=0.3)))
+    off = {"id_loss_weight": 0.0, "model_kwargs": {"bnneck": False}}
+    assert batch_loss(trainer_for(config(label_smoothing=0.0, **off))) == batch_loss(
+        trainer_for(config(label_smoothing=0.3, **off)))
 
 
 def test_triplet_loss_soft_margin_is_softplus_and_keeps_the_margin():
@@ -131,9 +133,19 @@ def test_warmup_ramps_the_learning_rate_per_step_then_holds_it():
 
 
 def test_without_warmup_the_first_step_uses_the_full_learning_rate():
-    trainer = trainer_for(config(learning_rate=1e-2, num_epochs=1))
+    trainer = trainer_for(config(learning_rate=1e-2, num_epochs=1, warmup_epochs=0))
     seen = []
     original = trainer._loss
     trainer._loss = lambda batch, margin: (seen.append(trainer.lr), original(batch, margin))[1]
     trainer.fit(NoHooks())
     assert seen[0] == 1e-2
+
+
+def test_resume_onto_another_player_count_is_a_config_error():
+    from laxai_trainer.errors import ConfigError
+
+    cfg = config(id_loss_weight=1.0, num_epochs=1)
+    payload = roundtrip(trainer_for(cfg).checkpoint_payload())
+    other = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], [], num_classes=PLAYERS + 1)
+    with pytest.raises(ConfigError, match="resume_from_checkpoint"):
+        other.load_checkpoint(payload)

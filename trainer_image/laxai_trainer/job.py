@@ -41,7 +41,7 @@ from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
 from laxai_trainer.run_layout import RunLayout, read_json, write_json
-from laxai_trainer.status import Metrics, Phase
+from laxai_trainer.status import Metrics, Phase, significant
 from laxai_trainer.train import Outcome, Trainer, seed_everything
 from laxai_trainer.wandb_run import WandbRun, artifact_name
 
@@ -258,9 +258,10 @@ class Job:
         if self.storage.exists(self.layout.final_meta) and self.storage.exists(self.layout.final_model):
             meta = read_json(self.storage, self.layout.final_meta)
             # Only the final model this very checkpoint history produced (not an older run's).
+            # (model.json reports mAP rounded like every reported metric: compare it rounded.)
             if meta.get("best_epoch") == trainer.state.best_epoch and (meta.get("metrics") or {}).get(
                 "mAP"
-            ) == trainer.state.best_map:
+            ) == significant(trainer.state.best_map):
                 trainer.best_weights = torch.load(io.BytesIO(self.storage.read_bytes(self.layout.final_model)),
                                                   map_location="cpu", weights_only=True)
                 return

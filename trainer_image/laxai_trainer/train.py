@@ -159,9 +159,16 @@ class Trainer:
                 f"the config asks for {expected} (model_kwargs); use another custom_name or "
                 "resume_from_checkpoint: false"
             )
+        head = payload.get("id_head")
+        if self.id_head is not None and head is not None and head["weight"].shape != self.id_head.weight.shape:
+            raise ConfigError(
+                f"resume_from_checkpoint: the run's checkpoint classifies {head['weight'].shape[0]} training "
+                f"players, the data now has {self.id_head.out_features} (id_loss_weight); use another "
+                "custom_name or resume_from_checkpoint: false"
+            )
         self.state = restore(payload, self.model, self.optimizer, self.scheduler)
-        if self.id_head is not None and "id_head" in payload:
-            self.id_head.load_state_dict(payload["id_head"])
+        if self.id_head is not None and head is not None:
+            self.id_head.load_state_dict(head)
         self._epoch_start_rng = payload.get("epoch_start_rng")
         self._resume_rng = payload["rng"]
 
