@@ -422,7 +422,7 @@ def test_resume_flag_decides_between_checkpoint_and_new_weights(straight, tmp_pa
         job, _ = job_for(config(custom_name="straight", resume_from_checkpoint=resume), straight.root, tmp_path,
                          run="straight")
         cfg = job.config
-        trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], [], num_classes=12)
+        trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], [], num_classes=PLAYERS)
         source = job.start_model(trainer)
         assert source.kind == expected
         if resume:
