@@ -54,15 +54,15 @@ def test_defaults_are_the_documented_ones():
         "triplet_mining": "batch_hard",
         "seed": 42,
         "triplet_loss": "hard_margin",
-        "id_loss_weight": 1.0,
+        "id_loss_weight": 0.0,
         "label_smoothing": 0.1,
-        "warmup_epochs": 1,
+        "warmup_epochs": 0,
     }
     assert config.model_kwargs.model_dump() == {
         "embedding_dim": 512,
         "dropout_rate": 0.2,
         "use_cbam": True,
-        "bnneck": True,
+        "bnneck": False,
         "attention_layers": ["layer2", "layer3", "layer4"],
     }
     assert config.frames is None and config.custom_name is None

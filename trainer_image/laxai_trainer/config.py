@@ -132,7 +132,7 @@ class TrainingKwargs(StrictModel):
         ),
     )
     id_loss_weight: float = Field(
-        1.0,
+        0.0,
         ge=0,
         le=100,
         description=(
@@ -144,7 +144,7 @@ class TrainingKwargs(StrictModel):
         0.1, ge=0, lt=1, description="Label smoothing of the identity loss (used when id_loss_weight > 0)."
     )
     warmup_epochs: int = Field(
-        1,
+        0,
         ge=0,
         le=10000,
         description=(
@@ -174,7 +174,7 @@ class ModelKwargs(StrictModel):
     )
     use_cbam: bool = Field(True, description="Insert CBAM attention modules after attention_layers.")
     bnneck: bool = Field(
-        True,
+        False,
         description=(
             "A BatchNorm after the embedding layer (BN-neck): the triplet loss sees the embedding "
             "before it, the identity loss and the output after it."
