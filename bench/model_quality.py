@@ -20,7 +20,7 @@ teammate), epochs and seconds. Recipes:
 - ``plain``: the seed's loop: ``triplet_mining: random``, hard-margin triplet loss only,
   no BN-neck, no warm-up;
 - ``--recipe NAME=JSON``: more, as training_kwargs overrides (``bnneck`` goes to
-  model_kwargs), e.g. ``--recipe 'id=({"id_loss_weight": 1.0})'`` without the parentheses.
+  model_kwargs), e.g. ``--recipe 'id={"id_loss_weight": 1.0, "bnneck": true}'``.
 
 The last line: ``model quality: default rank-1 R mAP M vs plain rank-1 R0 mAP M0 after E epochs``.
 """
