@@ -71,7 +71,7 @@ def bench_mode(mode: str, dataset_dirs: list[Path], args: argparse.Namespace, de
     index = data.scan_split(dataset_dirs, "train", tk.min_images_per_player, TENANT)
     loader = data.build_train_loader(index, tk, device, tk.seed)
     seed_everything(tk.seed)
-    trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, loader, [])
+    trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, loader, [], num_classes=len(index.players))
     trainer.model.train()
     steps_needed = args.steps + 1
     epoch = 0

@@ -53,7 +53,8 @@ class PKLoader:
 
 
 class TripletLoader:
-    """(anchor, positive, negative) batches drawn from the global RNG (the random mode)."""
+    """(anchor, positive, negative, label, negative_label) batches drawn from the global RNG
+    (the random mode; the same tuple as laxai_trainer.data.RandomTripletDataset)."""
 
     def __init__(self, images, labels, batch_size=4, steps=3):
         self.images, self.labels, self.batch_size, self.steps = images, labels, batch_size, steps
@@ -72,7 +73,7 @@ class TripletLoader:
                 a.append(i)
                 p.append(int(same[torch.randint(len(same), (1,))]))
                 m.append(int(other[torch.randint(len(other), (1,))]))
-            yield self.images[a], self.images[p], self.images[m]
+            yield self.images[a], self.images[p], self.images[m], self.labels[a], self.labels[m]
 
 
 class ValLoader:

@@ -95,3 +95,17 @@ def test_bad_run_name_is_a_config_error(tmp_path, capsys, termination_log):
     config.write_text(json.dumps({"tenant_id": "t1"}))
     assert main(["run", "--config", str(config), "--run-name", "../escape"]) == exit_codes.CONFIG_ERROR
     assert "run name '../escape'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mode", "kits"), [(None, True), ("match", True), ("random-kits", False)])
+def test_synth_mode_flag_picks_the_generator(tmp_path, capsys, mode, kits):
+    argv = ["synth", "--out", str(tmp_path), "--tenant", "t", "--players", "2", "--frames", "1",
+            "--images-per-player", "2"] + ([] if mode is None else ["--mode", mode])
+    assert main(argv) == exit_codes.OK
+    assert (tmp_path / "t" / "datasets" / "frame_0000" / "kits.json").exists() is kits
+
+
+def test_synth_unknown_mode_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(tmp_path), "--tenant", "t", "--mode", "other"])
+    assert exit_info.value.code == 2 and "--mode" in capsys.readouterr().err

@@ -127,3 +127,138 @@ def test_evaluate_picks_the_loss_of_the_mining_mode():
     rnd = evaluate(model, batches, torch.device("cpu"), 0.4, "random")
     assert hard.mAP == rnd.mAP
     assert hard.val_loss >= rnd.val_loss  # the hardest triplets cost at least as much
+
+
+# ---- ties, float32, same-kit metrics, held-out check -------------------------------------
+
+
+def test_ties_count_against_the_model_whatever_the_order():
+    # All embeddings equal: every gallery image ties. Scan order would put player 0's
+    # second crop first for query 0 (rank-1 1.0 for half the queries); pessimistic: 0.
+    emb = torch.ones(6, 4)
+    for labels in (torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 2, 0, 1, 2])):
+        m = retrieval_metrics(emb, labels)
+        assert m["rank1"] == 0.0
+        assert m["mAP"] == pytest.approx(0.2)  # the one match ranks last of 5
+
+
+def test_ties_are_broken_only_among_equal_distances():
+    emb = torch.tensor([[0.0, 0], [0.0, 0], [1.0, 0], [3.0, 0]])
+    labels = torch.tensor([0, 1, 0, 1])
+    # query 0: label-1 crop at distance 0 beats the match at 1 anyway; query 2: match at 1 vs 1 (tie)
+    m = retrieval_metrics(emb, labels, ks=(1,))
+    assert m["rank1"] == 0.0
+
+
+def test_embeddings_are_float32_even_inside_a_bf16_autocast():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 6))
+    images = torch.randn(8, 3, 2, 2)
+    with torch.no_grad():
+        reference = model(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        emb, _ = embed(model, [(images, torch.zeros(8))], torch.device("cpu"))
+    assert emb.dtype == torch.float32
+    assert torch.allclose(emb, reference, atol=1e-6)
+
+
+def test_trainer_validation_is_float32_whatever_the_training_precision():
+    from laxai_trainer.config import TrainingConfig
+    from laxai_trainer.evaluate import evaluate_embeddings
+    from laxai_trainer.model import build_model
+    from laxai_trainer.train import Trainer
+    from tests.trainer.loop_data import ValLoader, make_split
+
+    torch.manual_seed(0)
+    cfg = TrainingConfig(tenant_id="t", training_kwargs={"batch_size": 8, "images_per_player": 2},
+                         model_kwargs={"embedding_dim": 8})
+    val = make_split(players=4, per_player=3, seed=2)
+    trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], ValLoader(*val), num_classes=4)
+    trainer.amp = torch.bfloat16  # as on CUDA: training under bf16 autocast
+    trainer.model.eval()
+    with torch.no_grad():
+        reference = evaluate_embeddings(trainer.model(val[0]), val[1], trainer.state.margin, "batch_hard")
+    got = trainer.validate()
+    assert got.mAP == pytest.approx(reference.mAP, abs=1e-6)
+    assert got.val_loss == pytest.approx(reference.val_loss, abs=1e-6)
+
+
+def brute_force_same_kit(emb, labels, kits):
+    """Reference: queries whose nearest wrong match has their kit, scored alone."""
+    hits, aps = 0, []
+    for i in range(len(labels)):
+        others = [j for j in range(len(labels)) if j != i]
+        d = [float(torch.dist(emb[i], emb[j])) for j in others]
+        ranked = [others[j] for j in sorted(range(len(others)), key=lambda j: (d[j], labels[others[j]] == labels[i]))]
+        match = [int(labels[j] == labels[i]) for j in ranked]
+        wrong = [j for j in ranked if labels[j] != labels[i]]
+        if not any(match) or not wrong or kits[wrong[0]] != kits[i]:
+            continue
+        hits += match[0]
+        precisions = [sum(match[: r + 1]) / (r + 1) for r, m in enumerate(match) if m]
+        aps.append(sum(precisions) / len(precisions))
+    return hits / len(aps), sum(aps) / len(aps), len(aps)
+
+
+@pytest.mark.parametrize("chunk", [5, 1024])
+def test_same_kit_metrics_score_queries_whose_nearest_wrong_match_is_a_teammate(chunk):
+    gen = torch.Generator().manual_seed(4)
+    labels = torch.arange(36) // 3  # 12 players, 3 crops
+    kits = (labels % 2).clone()
+    kits[labels == 11] = -1  # a player without kit info is never a same-kit query
+    emb = F.normalize(torch.randn(36, 4, generator=gen) + 0.8 * F.one_hot(kits.clamp_min(0), 4), dim=1)
+    m = retrieval_metrics(emb, labels, chunk=chunk, kits=kits)
+    rank1, mAP, n = brute_force_same_kit(emb, labels.tolist(), kits.tolist())
+    assert 0 < m["same_kit_queries"] == n < m["queries"]
+    assert m["same_kit_rank1"] == pytest.approx(rank1) and m["same_kit_mAP"] == pytest.approx(mAP)
+    assert "same_kit_rank1" not in retrieval_metrics(emb, labels)
+
+
+def test_same_kit_metrics_are_none_when_no_query_confuses_a_teammate():
+    emb = torch.tensor([[0.0, 0], [0.0, 0.1], [5.0, 0], [5.0, 0.1]])
+    labels = torch.tensor([0, 0, 1, 1])
+    m = retrieval_metrics(emb, labels, kits=torch.tensor([0, 0, 1, 1]))
+    assert m["same_kit_queries"] == 0 and m["same_kit_rank1"] is None and m["same_kit_mAP"] is None
+
+
+def test_kit_per_image_reads_kits_json_per_dataset(tmp_path):
+    import json
+
+    from laxai_trainer.data import scan_split
+    from laxai_trainer.evaluate import kit_per_image
+
+    for frame, kits in (("f0", {"a": "home", "b": "away", "c": "home"}), ("f1", {"a": "home"})):
+        for player in ("a", "b", "c"):
+            folder = tmp_path / frame / "val" / player
+            folder.mkdir(parents=True)
+            for k in range(2):
+                (folder / f"{k}.jpg").write_bytes(b"x")
+        (tmp_path / frame / "kits.json").write_text(json.dumps(kits))
+    dirs = [tmp_path / "f0", tmp_path / "f1"]
+    index = scan_split(dirs, "val", 2, "t")
+    per_image = kit_per_image(index, dirs).tolist()
+    # f0: a home(0) b away(1) c home(0); f1: a home — another team than f0's home; b, c unknown
+    assert per_image == [0, 0, 1, 1, 0, 0, 2, 2, -1, -1, -1, -1]
+    (tmp_path / "f0" / "kits.json").unlink()
+    (tmp_path / "f1" / "kits.json").write_text("not json")
+    assert kit_per_image(index, dirs) is None  # real data without kit info: no same-kit metrics
+
+
+def test_a_val_player_also_in_training_is_warned_about(tmp_path, caplog):
+    from laxai_trainer.data import scan_split
+    from laxai_trainer.evaluate import warn_shared_players
+
+    for split, players in (("train", ("p1", "p2", "p3")), ("val", ("p3", "p4"))):
+        for player in players:
+            folder = tmp_path / "f0" / split / player
+            folder.mkdir(parents=True)
+            for k in range(2):
+                (folder / f"{k}.jpg").write_bytes(b"x")
+    (tmp_path / "f1" / "val" / "p1").mkdir(parents=True)  # same name, another frame: another player
+    for k in range(2):
+        (tmp_path / "f1" / "val" / "p1" / f"{k}.jpg").write_bytes(b"x")
+    dirs = [tmp_path / "f0", tmp_path / "f1"]
+    train, val = scan_split(dirs, "train", 2, "t"), scan_split(dirs, "val", 2, "t")
+    with caplog.at_level("WARNING", logger="laxai_trainer.evaluate"):
+        assert warn_shared_players(train, val) == [("f0", "p3")]
+    assert "f0/p3" in caplog.text and "f1/p1" not in caplog.text

@@ -19,7 +19,9 @@ T = SYNTH_TENANT
 
 def local_crops(root: Path) -> dict[str, bytes]:
     base = root / T / "datasets"
-    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*.jpg"))}
+    # crops and synth's kits.json: every dataset file the sync carries (not its manifest)
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
 
 
 def test_env_emulator_host_and_injected_client_reach_the_same_bucket(gcs_root: str, fake_gcs) -> None:
@@ -156,7 +158,8 @@ def test_synth_writes_straight_to_a_bucket(gcs_root: str, tmp_path: Path) -> Non
     st = open_storage(gcs_root)
     assert summary.root == gcs_root
     assert st.list_dirs("synth-t/datasets") == ["frame_0000", "frame_0001"]
-    assert len(st.list_files("synth-t")) == summary.images == 2 * 3 * 2
+    assert summary.images == 2 * 3 * 2
+    assert len(st.list_files("synth-t")) == summary.images + 2  # and one kits.json per frame
     generate(tmp_path, "synth-t", players=2, frames=2, images_per_player=2, val_players=1, seed=0)
     assert st.read_bytes("synth-t/datasets/frame_0001/val/player_002/crop_001.jpg") == (
         tmp_path / "synth-t/datasets/frame_0001/val/player_002/crop_001.jpg").read_bytes()

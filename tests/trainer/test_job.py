@@ -260,7 +260,7 @@ def test_training_lifts_val_map_well_above_the_untrained_model(straight, data_ro
     seed_everything(cfg.training_kwargs.seed)  # the run's own initial weights
     trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"),
                       data.build_train_loader(train, cfg.training_kwargs, "cpu", 3),
-                      data.build_val_loader(val, cfg.training_kwargs, "cpu"))
+                      data.build_val_loader(val, cfg.training_kwargs, "cpu"), num_classes=len(train.players))
     untrained = trainer.validate().mAP
     best = straight.metrics["final"]["mAP"]
     assert best >= untrained + 0.2, (untrained, [e["mAP"] for e in straight.metrics["epochs"]])
@@ -457,7 +457,7 @@ def test_resume_flag_decides_between_checkpoint_and_new_weights(straight, tmp_pa
         doc = config(custom_name="straight", resume_from_checkpoint=resume, training_kwargs={"num_epochs": EPOCHS + 1})
         job, _ = job_for(doc, straight.root, tmp_path, run="straight")
         cfg = job.config
-        trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], [])
+        trainer = Trainer(build_model(cfg.model_kwargs), cfg, torch.device("cpu"), [], [], num_classes=PLAYERS)
         source = job.start_model(trainer)
         assert source.kind == expected
         if resume:
@@ -492,8 +492,13 @@ def test_random_mining_run_with_a_worker_and_quiet_logging(synth_root, tmp_path)
     doc = config(custom_name="random", frames=1, verbose=False,
                  training_kwargs={"triplet_mining": "random", "num_epochs": 1, "num_workers": 1})
     assert run_cli(tmp_path / "w", doc, str(root)) == exit_codes.OK
-    epoch = read_json(root / TENANT / "runs/random/metrics.json")["epochs"][0]
+    metrics = read_json(root / TENANT / "runs/random/metrics.json")
+    epoch = metrics["epochs"][0]
     assert epoch["train_images"] == 3 * 20  # every anchor of 4 players x 5 crops, as a triplet
+    # match-mode data carries kits.json: the same-kit (teammate) metrics are reported too
+    assert 0 < epoch["same_kit_queries"] <= epoch["val_queries"]
+    assert metrics["final"]["same_kit_rank1"] == significant(epoch["same_kit_rank1"])
+    assert metrics["final"]["same_kit_mAP"] == significant(epoch["same_kit_mAP"])
     assert " DEBUG " not in (tmp_path / "w" / "trainer.log").read_text()
 
 

@@ -6,9 +6,12 @@ import torch.nn.functional as F
 
 from laxai_trainer.losses import (
     batch_hard_triplet_loss,
+    identity_loss,
     margin_schedule,
     pairwise_distances,
     triplet_margin_loss,
+    triplet_term,
+    warmup_factor,
 )
 
 
@@ -95,3 +98,38 @@ def test_margin_schedule_rate_one_never_changes():
 def test_margin_schedule_rejects_negative_epoch():
     with pytest.raises(ValueError):
         margin_schedule(0.4, 0.9, -1, 0.4, 0.01)
+
+
+def test_triplet_term_hard_is_a_hinge_and_soft_a_softplus():
+    d_pos, d_neg = torch.tensor([0.1, 0.9]), torch.tensor([0.8, 0.2])
+    assert triplet_term(d_pos, d_neg, 0.2).item() == pytest.approx((0.0 + 0.9) / 2)
+    soft = triplet_term(d_pos, d_neg, 0.2, "soft_margin").item()
+    assert soft == pytest.approx(float(F.softplus(torch.tensor([-0.5, 0.9])).mean()))
+    with pytest.raises(ValueError, match="triplet_loss"):
+        triplet_term(d_pos, d_neg, 0.2, "other")
+
+
+def test_batch_hard_and_random_losses_take_the_variant():
+    gen = torch.Generator().manual_seed(0)
+    emb = F.normalize(torch.randn(8, 4, generator=gen), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    hard, soft = (batch_hard_triplet_loss(emb, labels, 0.3, k).item() for k in ("hard_margin", "soft_margin"))
+    assert soft > hard
+    a, p, n = emb[:3], emb[3:6], emb[5:8]
+    assert triplet_margin_loss(a, p, n, 0.3, "soft_margin").item() > triplet_margin_loss(a, p, n, 0.3).item()
+
+
+def test_identity_loss_is_cross_entropy_with_label_smoothing():
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    assert identity_loss(logits, labels, 0.0).item() == pytest.approx(F.cross_entropy(logits, labels).item())
+    smooth = identity_loss(logits, labels, 0.2).item()
+    assert smooth == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.2).item())
+    assert smooth > identity_loss(logits, labels, 0.0).item()  # confident right answers pay for smoothing
+
+
+def test_warmup_factor_is_linear_per_step_then_one():
+    assert warmup_factor(1, 1, 4, 2) == pytest.approx(1 / 8)
+    assert warmup_factor(2, 4, 4, 2) == 1.0
+    assert warmup_factor(3, 1, 4, 2) == 1.0
+    assert warmup_factor(1, 7, None, 2) == 0.5  # unknown epoch length: per epoch

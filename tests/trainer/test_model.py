@@ -141,3 +141,26 @@ def test_apply_imagenet_copies_the_backbone_and_leaves_stem_cbam_and_head():
 def test_unknown_attention_layer_is_rejected():
     with pytest.raises(ValueError, match="layer5"):
         ReIDNet(attention_layers=["layer5"])
+
+
+def test_bnneck_adds_a_batchnorm_neck_to_the_model_and_its_architecture():
+    plain, neck = (build_model(ModelKwargs(embedding_dim=8, bnneck=b)) for b in (False, True))
+    assert isinstance(plain.neck, nn.Identity) and isinstance(neck.neck, nn.BatchNorm1d)
+    assert "neck.running_mean" in neck.state_dict() and "neck.running_mean" not in plain.state_dict()
+    assert "bnneck" not in architecture(ModelKwargs(bnneck=False))  # models saved before the option still load
+    assert architecture(ModelKwargs(bnneck=True))["bnneck"] is True
+    neck.eval()
+    neck.neck.running_mean.fill_(0.5)
+    x = crops()
+    with torch.no_grad():
+        out = neck(x)
+        before = torch.nn.functional.normalize(neck.embedding(neck.features(x)), dim=1)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert not torch.allclose(out, before, atol=1e-3)
+
+
+def test_bnneck_model_compiles_to_torchscript():
+    model = build_model(ModelKwargs(embedding_dim=8, bnneck=True)).eval()
+    scripted = torch.jit.script(model)
+    x = crops()
+    assert torch.allclose(scripted(x), model(x), atol=1e-5)

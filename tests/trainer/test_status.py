@@ -26,3 +26,11 @@ def test_progress_and_metrics_are_rounded_where_they_are_reported():
     assert (metrics.mAP, metrics.rank1, metrics.train_loss, metrics.val_loss) == (0.7346, 0.9, 0.1235, 3.142)
     with pytest.raises(ValueError):
         Metrics(mAP=1.5)  # the bounds still hold
+
+
+def test_same_kit_metrics_are_optional_reported_fractions():
+    assert Metrics().same_kit_rank1 is None and Metrics().same_kit_mAP is None  # real data: no kit info
+    metrics = Metrics(same_kit_rank1=0.612345, same_kit_mAP=0.5)
+    assert metrics.same_kit_rank1 == 0.6123
+    with pytest.raises(ValueError):
+        Metrics(same_kit_mAP=1.2)

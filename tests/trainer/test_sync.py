@@ -18,7 +18,8 @@ T = SYNTH_TENANT
 
 
 def crop_count(dataset_dir: Path) -> int:
-    return sum(1 for p in dataset_dir.rglob("*.jpg"))
+    """The dataset's files the sync carries: crops and synth's kits.json (not the manifest)."""
+    return sum(1 for p in dataset_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def add_datasets(root: Path, *ids: str) -> None:
@@ -81,7 +82,7 @@ def test_copy_sync_downloads_once_then_skips_unchanged(synth_copy: Path, tmp_pat
     assert not first.in_place
     assert first.dataset_dirs == [cache / T / "datasets" / d for d in first.dataset_ids]
     assert first.files_downloaded == total and first.files_skipped == 0
-    assert first.bytes_downloaded == sum(p.stat().st_size for p in (synth_copy / T).rglob("*.jpg"))
+    assert first.bytes_downloaded == sum(p.stat().st_size for p in (synth_copy / T).rglob("*") if p.is_file())
     for d in first.dataset_dirs:
         assert crop_count(d) == crop_count(synth_copy / T / "datasets" / d.name)
         manifest = json.loads((d / MANIFEST).read_text())

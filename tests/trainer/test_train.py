@@ -16,12 +16,14 @@ from laxai_trainer.model import build_model
 from laxai_trainer.train import Trainer, seed_everything
 from tests.trainer.loop_data import PKLoader, TripletLoader, ValLoader, make_split
 
-TRAIN = make_split(players=8, per_player=4, seed=1)
+PLAYERS = 8
+TRAIN = make_split(players=PLAYERS, per_player=4, seed=1)
 VAL = make_split(players=4, per_player=3, seed=2)
 
 
 def config(**training_kwargs):
-    base = {"batch_size": 8, "images_per_player": 2, "num_workers": 0, "num_epochs": 2}
+    # The seed's learning-rate tests: no warm-up (warmup_epochs is tested in test_train_recipe.py).
+    base = {"batch_size": 8, "images_per_player": 2, "num_workers": 0, "num_epochs": 2, "warmup_epochs": 0}
     base.update(training_kwargs)
     return TrainingConfig(
         tenant_id="t", training_kwargs=base, model_kwargs={"embedding_dim": 8, "dropout_rate": 0.1}
@@ -50,7 +52,7 @@ def make_trainer(cfg, stop=None, mining=None):
         train = TripletLoader(*TRAIN, batch_size=4, steps=2)
     else:
         train = PKLoader(*TRAIN, batch_size=cfg.training_kwargs.batch_size, k=cfg.training_kwargs.images_per_player)
-    return Trainer(model, cfg, torch.device("cpu"), train, ValLoader(*VAL), stop)
+    return Trainer(model, cfg, torch.device("cpu"), train, ValLoader(*VAL), stop, num_classes=PLAYERS)
 
 
 def result(mAP, loss=0.3):
@@ -254,4 +256,5 @@ def test_resume_refuses_a_different_architecture():
     other = TrainingConfig(tenant_id="t", training_kwargs={"batch_size": 8, "images_per_player": 2},
                            model_kwargs={"embedding_dim": 16})
     with pytest.raises(ConfigError, match="embedding_dim"):
-        Trainer(build_model(other.model_kwargs), other, torch.device("cpu"), [], []).load_checkpoint(payload)
+        Trainer(build_model(other.model_kwargs), other, torch.device("cpu"), [], [],
+                num_classes=PLAYERS).load_checkpoint(payload)

@@ -5,7 +5,7 @@
     laxai-train run [--config FILE] [--storage-root ROOT] [--run-name NAME]
                     [--progress-file PATH] [--log-file PATH] [--cache-dir DIR]
     laxai-train synth --out ROOT --tenant T [--players N] [--frames F]
-                      [--images-per-player K] [--seed S]
+                      [--images-per-player K] [--seed S] [--mode match|random-kits]
 
 Exit codes (:mod:`laxai_trainer.exit_codes`): 0 finished, 1 failure (retryable),
 3 config/data error (also written to the termination log), 75 stopped by
@@ -209,6 +209,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             "frames": args.frames,
             "images_per_player": args.images_per_player,
             "seed": args.seed,
+            "mode": args.mode,
         }.items()
         if v is not None
     }
@@ -223,6 +224,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
         f"({summary.bytes / 1e6:.1f} MB, {summary.seconds:.1f}s)"
     )
     return exit_codes.OK
+
+
+def synth_modes() -> tuple[str, ...]:
+    from laxai_trainer.synth import MODES
+
+    return MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=int, metavar="F", help="frame datasets to generate")
     synth.add_argument("--images-per-player", type=int, metavar="K", help="crops per player and split")
     synth.add_argument("--seed", type=int, metavar="S", help="random seed")
+    synth.add_argument(
+        "--mode", choices=synth_modes(), default=None,
+        help="match (default): two teams per frame in shared kits; random-kits: a random kit per player",
+    )
     synth.set_defaults(func=cmd_synth)
     return parser
 

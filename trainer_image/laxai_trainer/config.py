@@ -25,6 +25,7 @@ RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 AttentionLayer = Literal["layer1", "layer2", "layer3", "layer4"]
 TripletMining = Literal["batch_hard", "random"]
 InputPipeline = Literal["device", "pil"]
+TripletLoss = Literal["hard_margin", "soft_margin"]
 
 
 class StrictModel(BaseModel):
@@ -147,6 +148,35 @@ class TrainingKwargs(StrictModel):
             "training device (the default once proven equal on val mAP)."
         ),
     )
+    # Recipe options from the re-ID literature (docs/architecture.md: the measured choice).
+    triplet_loss: TripletLoss = Field(
+        "hard_margin",
+        description=(
+            "hard_margin: relu(d_pos - d_neg + margin); soft_margin: softplus(d_pos - d_neg + margin). "
+            "margin, margin_decay_rate and margin_change_threshold act on both."
+        ),
+    )
+    id_loss_weight: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description=(
+            "Weight of an identity-classification (cross-entropy) loss over the training players, "
+            "added to the triplet loss (0: triplet loss only)."
+        ),
+    )
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="Label smoothing of the identity loss (used when id_loss_weight > 0)."
+    )
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description=(
+            "Linear learning-rate warm-up over this many epochs, per step, up to learning_rate "
+            "(0: none); ReduceLROnPlateau starts counting after it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _batch_holds_two_players(self) -> TrainingKwargs:
@@ -168,6 +198,13 @@ class ModelKwargs(StrictModel):
         0.2, ge=0, lt=1, description="Dropout rate before the embedding layer."
     )
     use_cbam: bool = Field(True, description="Insert CBAM attention modules after attention_layers.")
+    bnneck: bool = Field(
+        False,
+        description=(
+            "A BatchNorm after the embedding layer (BN-neck): the triplet loss sees the embedding "
+            "before it, the identity loss and the output after it."
+        ),
+    )
     attention_layers: list[AttentionLayer] = Field(
         default_factory=lambda: ["layer2", "layer3", "layer4"],
         max_length=4,

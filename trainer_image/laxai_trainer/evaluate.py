@@ -8,12 +8,30 @@ Embeddings are float32 (the trainer embeds without autocast), and a gallery imag
 same distance as another ranks after it when it is a non-match and the other a match
 (ties count against the query), so the metrics do not depend on the order of the scan.
 Distances are computed in chunks of queries so memory stays O(chunk × N).
+
+Trustworthy numbers:
+
+- Embeddings are computed in float32 on every device (no autocast here, whatever the
+  training precision), so CPU and GPU runs score the same model the same way.
+- Ties are pessimistic: among gallery images at the same distance, wrong matches rank
+  before right ones. A collapsed model (all embeddings equal) scores the chance level
+  it deserves, not what the scan order of the files happens to give.
+- Same-kit metrics: with kit info (``kits.json`` per dataset, {player_id: kit id}), the
+  queries whose nearest wrong match wears the query's kit (a teammate) are scored again
+  on their own: ``same_kit_rank1`` and ``same_kit_mAP``. Without kit info they are None.
+- :func:`shared_players` finds val players whose folder also exists in the same frame's
+  train split (the same player: val would not be held out); the job logs a warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,6 +42,12 @@ KS = (1, 5, 10)
 CHUNK = 1024
 #: Fixed seed of the random-mode val triplets: the same triplets every epoch.
 VAL_TRIPLET_SEED = 0
+#: Per dataset folder: {player_id: kit id} (written by ``laxai-train synth``; optional).
+KITS_FILE = "kits.json"
+#: Kit id of an image whose player has no kit info.
+NO_KIT = -1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,9 @@ class EvalResult:
     mAP: float
     val_loss: float
     queries: int
+    same_kit_rank1: float | None = None
+    same_kit_mAP: float | None = None
+    same_kit_queries: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -44,10 +71,9 @@ def embed(
     model: torch.nn.Module,
     batches: Iterable,
     device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (float32, CPU) and labels of every (images, labels, ...) batch."""
+    """Embeddings (computed in float32, on CPU) and labels of every (images, labels, ...) batch."""
     was_training = model.training
     model.eval()
     embs, labels = [], []
@@ -57,8 +83,8 @@ def embed(
             images = images.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(images)
+            with torch.autocast(device.type, enabled=False):  # float32 even inside a caller's autocast
+                out = model(images.float())
             embs.append(out.float().cpu())
             labels.append(torch.as_tensor(batch_labels).cpu())
     finally:
@@ -68,44 +94,76 @@ def embed(
     return torch.cat(embs), torch.cat(labels).long()
 
 
+def pessimistic_order(dist: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+    """Gallery order per query row: ascending distance, wrong matches first among equal distances."""
+    first = torch.sort(match.to(torch.uint8), dim=1, stable=True).indices  # wrong matches first
+    then = torch.sort(dist.gather(1, first), dim=1, stable=True).indices
+    return first.gather(1, then)
+
+
+def _score(match: torch.Tensor, n_match: torch.Tensor, ks: tuple[int, ...]) -> tuple[dict[int, float], float]:
+    """Hits at each k and the AP sum of ranked match rows (each with at least one match)."""
+    hits = {k: float((match[:, :k].sum(1) > 0).sum()) for k in ks}
+    ranks = torch.arange(1, match.shape[1] + 1, dtype=torch.float32)
+    precision_at_hit = match.cumsum(1) / ranks * match
+    return hits, float((precision_at_hit.sum(1) / n_match).sum())
+
+
 def retrieval_metrics(
-    embeddings: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = KS, chunk: int = CHUNK
-) -> dict[str, float | int]:
-    """Recall@k for each k and mAP, each query against all other images.
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    ks: tuple[int, ...] = KS,
+    chunk: int = CHUNK,
+    kits: torch.Tensor | None = None,
+) -> dict[str, float | int | None]:
+    """Recall@k for each k and mAP, each query against all other images (ties pessimistic).
 
     Queries without any match in the gallery (a player with one image) are skipped;
-    ``queries`` says how many counted.
+    ``queries`` says how many counted. ``kits`` (a kit id per image, NO_KIT when unknown)
+    adds ``same_kit_rank1``/``same_kit_mAP`` over the queries whose nearest wrong match
+    has the query's kit (None when there is none), and ``same_kit_queries``.
     """
+    embeddings = embeddings.float()
     n = len(labels)
     hits = {k: 0.0 for k in ks}
     ap_sum, counted = 0.0, 0
+    kit_hits, kit_ap, kit_counted = 0.0, 0.0, 0
     for start in range(0, n, chunk):
         q = slice(start, min(start + chunk, n))
         dist = pairwise_distances(embeddings[q], embeddings)
         rows = torch.arange(dist.shape[0])
         dist[rows, rows + start] = float("inf")  # the query itself is not in its gallery
         same = labels.unsqueeze(0) == labels[q].unsqueeze(1)
-        # Ties rank non-matches first (the conservative rank): metrics do not depend on scan order.
-        by_match = torch.argsort(same.to(torch.uint8), dim=1, stable=True)
-        by_dist = torch.sort(dist.gather(1, by_match), dim=1, stable=True).indices
-        order = by_match.gather(1, by_dist)[:, : n - 1]
+        same[rows, rows + start] = False
+        order = pessimistic_order(dist, same)[:, : n - 1]
         match = same.gather(1, order).float()
         n_match = match.sum(1)
         has = n_match > 0
         if not bool(has.any()):
             continue
-        match, n_match = match[has], n_match[has]
         counted += int(has.sum())
+        chunk_hits, chunk_ap = _score(match[has], n_match[has], ks)
+        ap_sum += chunk_ap
         for k in ks:
-            hits[k] += float((match[:, :k].sum(1) > 0).sum())
-        ranks = torch.arange(1, match.shape[1] + 1, dtype=torch.float32)
-        precision_at_hit = match.cumsum(1) / ranks * match
-        ap_sum += float((precision_at_hit.sum(1) / n_match).sum())
+            hits[k] += chunk_hits[k]
+        if kits is not None:
+            nearest_wrong = order.gather(1, (match == 0).to(torch.uint8).argmax(1, keepdim=True)).squeeze(1)
+            query_kit = kits[q]
+            hard = has & (query_kit != NO_KIT) & (kits[nearest_wrong] == query_kit) & (match == 0).any(1)
+            if bool(hard.any()):
+                kit_counted += int(hard.sum())
+                h, ap = _score(match[hard], n_match[hard], (1,))
+                kit_hits += h[1]
+                kit_ap += ap
     if counted == 0:
         raise ValueError("no validation query has a match: every val player has a single image")
-    result: dict[str, float | int] = {f"rank{k}": hits[k] / counted for k in ks}
+    result: dict[str, float | int | None] = {f"rank{k}": hits[k] / counted for k in ks}
     result["mAP"] = ap_sum / counted
     result["queries"] = counted
+    if kits is not None:
+        result["same_kit_rank1"] = kit_hits / kit_counted if kit_counted else None
+        result["same_kit_mAP"] = kit_ap / kit_counted if kit_counted else None
+        result["same_kit_queries"] = kit_counted
     return result
 
 
@@ -159,10 +217,15 @@ def random_triplet_val_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
 
 
 def evaluate_embeddings(
-    embeddings: torch.Tensor, labels: torch.Tensor, margin: float, triplet_mining: str
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    triplet_mining: str,
+    kits: torch.Tensor | None = None,
 ) -> EvalResult:
     """Metrics and val loss of precomputed embeddings (loss as in the training mode)."""
-    metrics = retrieval_metrics(embeddings, labels)
+    embeddings = embeddings.float()
+    metrics = retrieval_metrics(embeddings, labels, kits=kits)
     if triplet_mining == "random":
         loss = random_triplet_val_loss(embeddings, labels, margin)
     else:
@@ -174,6 +237,9 @@ def evaluate_embeddings(
         mAP=float(metrics["mAP"]),
         val_loss=loss,
         queries=int(metrics["queries"]),
+        same_kit_rank1=metrics.get("same_kit_rank1"),
+        same_kit_mAP=metrics.get("same_kit_mAP"),
+        same_kit_queries=int(metrics.get("same_kit_queries") or 0),
     )
 
 
@@ -183,9 +249,64 @@ def evaluate(
     device: torch.device,
     margin: float,
     triplet_mining: str,
-    autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    kits: torch.Tensor | None = None,
 ) -> EvalResult:
-    """Embed the val split with ``model`` (eval mode) and score it."""
-    embeddings, labels = embed(model, batches, device, autocast_dtype, channels_last)
-    return evaluate_embeddings(embeddings, labels, margin, triplet_mining)
+    """Embed the val split with ``model`` (eval mode, float32) and score it."""
+    embeddings, labels = embed(model, batches, device, channels_last)
+    return evaluate_embeddings(embeddings, labels, margin, triplet_mining, kits)
+
+
+# ---- kit info and held-out checks -------------------------------------------------------
+
+
+def read_kits(dataset_dir: str | os.PathLike) -> dict[str, str]:
+    """{player_id: kit id} of one dataset folder; {} without (or with an unreadable) kits.json."""
+    path = Path(dataset_dir) / KITS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s is not readable JSON (%s): same-kit metrics skip this dataset", path, exc)
+        return {}
+    if not isinstance(data, dict):
+        log.warning("%s is not a {player_id: kit} object: same-kit metrics skip this dataset", path)
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def kit_per_image(index: Any, dataset_dirs: Sequence[str | os.PathLike]) -> torch.Tensor | None:
+    """A kit id per image of a split index (``laxai_trainer.data.SplitIndex``), or None.
+
+    A kit is (dataset, kit id): kit "home" of two frames is two teams. NO_KIT for players
+    the kits.json files do not name; None when no player of the split has kit info.
+    """
+    by_dataset = {Path(d).name: read_kits(d) for d in dataset_dirs}
+    ids: dict[tuple[str, str], int] = {}
+    per_player = []
+    for dataset_id, player_id in index.players:
+        kit = by_dataset.get(dataset_id, {}).get(player_id)
+        per_player.append(NO_KIT if kit is None else ids.setdefault((dataset_id, kit), len(ids)))
+    if not ids:
+        return None
+    table = torch.tensor(per_player, dtype=torch.long)
+    return table[torch.tensor([s.label for s in index.samples], dtype=torch.long)]
+
+
+def shared_players(train_index: Any, val_index: Any) -> list[tuple[str, str]]:
+    """Val players (dataset_id, player_id) whose folder also exists in that frame's train split."""
+    return sorted(set(train_index.players) & set(val_index.players))
+
+
+def warn_shared_players(train_index: Any, val_index: Any) -> list[tuple[str, str]]:
+    """Log a warning naming val players that are also training players; returns them."""
+    shared = shared_players(train_index, val_index)
+    if shared:
+        names = ", ".join(f"{d}/{p}" for d, p in shared[:10]) + (" ..." if len(shared) > 10 else "")
+        log.warning(
+            "%d val player(s) also appear in training (same folder name in the same frame): %s; "
+            "val metrics then overstate how the model does on unseen players",
+            len(shared), names,
+        )
+    return shared

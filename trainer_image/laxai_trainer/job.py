@@ -41,6 +41,7 @@ from laxai_trainer.config import TrainingConfig
 from laxai_trainer.cpus import available_cpus, workers_warning
 from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 from laxai_trainer.errors import ConfigError
+from laxai_trainer.evaluate import kit_per_image, warn_shared_players
 from laxai_trainer.init_weights import InitSource, initialise
 from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
@@ -116,6 +117,8 @@ def best_metrics(state: ckpt.TrainState, run_uri: str, model_uri: str | None = N
         mAP=best["mAP"],
         train_loss=state.history[-1]["train_loss"],
         val_loss=best["val_loss"],
+        same_kit_rank1=best.get("same_kit_rank1"),
+        same_kit_mAP=best.get("same_kit_mAP"),
         best_epoch=best["epoch"],
         epochs_completed=state.epoch,
         model_uri=model_uri,
@@ -160,6 +163,7 @@ class Job:
 
         self.config = config
         self.options = options
+        self.val_kits: torch.Tensor | None = None  # kit id per val image (same-kit metrics)
         self.tracker = tracker
         self.storage = open_storage(options.storage_root)
         self.layout = RunLayout(config.tenant_id, options.run_name)
@@ -244,6 +248,8 @@ class Job:
         self.workers_warning = workers_warning(tk.num_workers, available_cpus())
         if self.workers_warning:
             log.warning("%s", self.workers_warning)
+        warn_shared_players(train_index, val_index)
+        self.val_kits = kit_per_image(val_index, dataset_dirs)
         summary: dict[str, Any] = {
             "datasets": [p.name for p in dataset_dirs],
             "train": train_index.summary(),
@@ -443,7 +449,8 @@ class Job:
             return JobResult("preempted", self.run_uri, None, None)
         train_loader, val_loader, data_summary = self.loaders(dataset_dirs, device)
         seed_everything(tk.seed)
-        trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, train_loader, val_loader, self.options.stop)
+        trainer = Trainer(build_model(cfg.model_kwargs), cfg, device, train_loader, val_loader, self.options.stop,
+                          num_classes=data_summary["train"]["players"], val_kits=self.val_kits)
         source = self.start_model(trainer)
         log.info("model weights: %s", source.describe())
         self.write_meta(init_source=source.as_dict(), device=str(device), data=data_summary,

@@ -37,7 +37,34 @@ def hardest_pairs(
     return hardest_pos, hardest_neg, valid
 
 
-def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+def triplet_terms(d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float, kind: str = "hard_margin") -> torch.Tensor:
+    """Per-pair triplet loss of distance pairs.
+
+    ``hard_margin``: relu(d_pos - d_neg + margin), the classic hinge. ``soft_margin``:
+    softplus(d_pos - d_neg + margin) (Hermans et al., 2017, with the margin as an offset):
+    no hinge, so triplets already satisfied keep pulling a little instead of giving zero
+    gradient.
+    """
+    if kind == "hard_margin":
+        return F.relu(d_pos - d_neg + margin)
+    if kind == "soft_margin":
+        return F.softplus(d_pos - d_neg + margin)
+    raise ValueError(f"triplet_loss must be hard_margin or soft_margin, got {kind!r}")
+
+
+def triplet_term(d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float, kind: str = "hard_margin") -> torch.Tensor:
+    """Mean triplet loss of distance pairs (see :func:`triplet_terms`)."""
+    return triplet_terms(d_pos, d_neg, margin, kind).mean()
+
+
+def identity_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy over the training identities, with label smoothing (Szegedy et al., 2016)."""
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+
+
+def batch_hard_triplet_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, margin: float, kind: str = "hard_margin"
+) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans et al., 2017) over one P×K batch.
 
     Each image is embedded once; every image is an anchor with its farthest
@@ -49,17 +76,30 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     d_pos, d_neg, valid = hardest_pairs(dist, labels, labels, eye)
     # A masked mean rather than d_pos[valid]: boolean indexing would wait for the device.
-    per_anchor = F.relu(d_pos - d_neg + margin) * valid
+    per_anchor = triplet_terms(d_pos, d_neg, margin, kind) * valid
     return per_anchor.sum() / valid.sum().clamp_min(1)
 
 
 def triplet_margin_loss(
-    anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float
+    anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float, kind: str = "hard_margin"
 ) -> torch.Tensor:
     """Plain triplet loss over given (anchor, positive, negative) embeddings (random mode)."""
     d_pos = (anchor.float() - positive.float()).pow(2).sum(1).clamp_min(_EPS).sqrt()
     d_neg = (anchor.float() - negative.float()).pow(2).sum(1).clamp_min(_EPS).sqrt()
-    return F.relu(d_pos - d_neg + margin).mean()
+    return triplet_term(d_pos, d_neg, margin, kind)
+
+
+def warmup_factor(epoch: int, step: int, steps: int | None, warmup_epochs: int) -> float:
+    """Learning-rate multiplier of training step ``step`` (1-based) of ``epoch`` (1-based).
+
+    Linear warm-up from 1/(warmup steps) to 1 over the first ``warmup_epochs`` epochs
+    (Goyal et al., 2017), per step when the epoch length is known, else per epoch; 1 after.
+    """
+    if epoch > warmup_epochs:
+        return 1.0
+    if not steps:
+        return epoch / warmup_epochs
+    return ((epoch - 1) * steps + min(step, steps)) / (warmup_epochs * steps)
 
 
 def margin_schedule(margin: float, rate: float, epoch: int, current: float, threshold: float) -> float:

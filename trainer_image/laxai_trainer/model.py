@@ -5,8 +5,8 @@ The backbone is torchvision's ResNet18 with conv1 replaced by a 3×3 stride-1 co
 A CBAM module (channel attention, then spatial attention) follows each stage named
 in ``attention_layers``; stages without one get an ``nn.Identity`` so the forward
 pass is one straight line that TorchScript can compile. The head is
-Dropout(``dropout_rate``) + Linear(512 → ``embedding_dim``), and the output is
-L2-normalised, so Euclidean distance and cosine similarity rank the same way.
+Dropout(``dropout_rate``) + Linear(512 → ``embedding_dim``), optionally a BN-neck
+(``bnneck``), and the output is L2-normalised, so Euclidean distance and cosine similarity rank the same way.
 
 Where the initial weights come from is decided by :func:`choose_init` in
 ``laxai_trainer.init_weights``; this module only builds the network and loads
@@ -88,6 +88,7 @@ class ReIDNet(nn.Module):
         dropout_rate: float = 0.2,
         use_cbam: bool = True,
         attention_layers: tuple[str, ...] | list[str] = ("layer2", "layer3", "layer4"),
+        bnneck: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(attention_layers) - set(STAGES)
@@ -108,6 +109,11 @@ class ReIDNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout_rate)
         self.embedding = nn.Linear(BACKBONE_FEATURES, embedding_dim)
+        # BN-neck (Luo et al., 2019): the triplet loss sees the embedding before a BatchNorm,
+        # the identity classifier and inference after it.
+        self.neck = nn.BatchNorm1d(embedding_dim) if bnneck else nn.Identity()
+        if bnneck:
+            self.neck.bias.requires_grad_(False)  # as in the paper: no shift before the classifier
         self.embedding_dim = embedding_dim
 
     def cbam_stages(self) -> list[str]:
@@ -126,9 +132,19 @@ class ReIDNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        emb = self.embedding(self.dropout(self.features(x)))
+        emb = self.neck(self.embedding(self.dropout(self.features(x))))
         # Normalise in float32: bf16 autocast would otherwise quantise the unit vectors.
         return F.normalize(emb.float(), p=2.0, dim=1)
+
+    @torch.jit.unused
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L2-normalised embedding for the triplet loss, features for the identity classifier).
+
+        Without a BN-neck both come from the same embedding (the classifier sees it
+        unnormalised); with one, the triplet side is before the neck, the classifier after.
+        """
+        emb = self.embedding(self.dropout(self.features(x)))
+        return F.normalize(emb.float(), p=2.0, dim=1), self.neck(emb).float()
 
 
 def build_model(kwargs: ModelKwargs) -> ReIDNet:
@@ -138,16 +154,20 @@ def build_model(kwargs: ModelKwargs) -> ReIDNet:
         dropout_rate=kwargs.dropout_rate,
         use_cbam=kwargs.use_cbam,
         attention_layers=list(kwargs.attention_layers),
+        bnneck=kwargs.bnneck,
     )
 
 
 def architecture(kwargs: ModelKwargs) -> dict:
     """What must match for a saved state_dict to load into a new model (dropout does not)."""
-    return {
+    arch = {
         "backbone": "resnet18-stem3x3",
         "embedding_dim": kwargs.embedding_dim,
         "cbam": sorted(kwargs.attention_layers) if kwargs.use_cbam else [],
     }
+    if kwargs.bnneck:  # only when on: models saved before the option still match
+        arch["bnneck"] = True
+    return arch
 
 
 # ---- ImageNet weights -------------------------------------------------------------------

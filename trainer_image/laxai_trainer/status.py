@@ -96,6 +96,16 @@ class Metrics(StatusModel):
     rank5: ReportedFraction | None = Field(None, description="Recall@5.")
     rank10: ReportedFraction | None = Field(None, description="Recall@10.")
     mAP: ReportedFraction | None = Field(None, description="Mean average precision.")
+    same_kit_rank1: ReportedFraction | None = Field(
+        None,
+        description=(
+            "Rank-1 over the val queries whose nearest wrong match wears the query's kit "
+            "(a teammate); only when the datasets carry kit info (kits.json)."
+        ),
+    )
+    same_kit_mAP: ReportedFraction | None = Field(
+        None, description="mAP over the same queries as same_kit_rank1 (kit info only)."
+    )
     train_loss: Reported | None = Field(None, description="Training loss of the last epoch.")
     val_loss: Reported | None = Field(None, description="Validation loss of the best epoch.")
     best_epoch: int | None = Field(None, ge=0, description="Epoch with the best validation mAP.")

@@ -10,6 +10,10 @@ the caller's business, reached through :class:`EpochHooks`.
 - The margin follows :func:`~laxai_trainer.losses.margin_schedule` each epoch.
 - After each epoch: validation (recall@1/5/10, mAP, val loss), then
   ReduceLROnPlateau and early stopping both on val mAP (higher is better).
+- Recipe options: ``triplet_loss`` (hard/soft margin), an identity loss
+  (``id_loss_weight``, ``label_smoothing``; its classifier is training-only, kept in the
+  checkpoint, not in the model), ``model_kwargs.bnneck``, and ``warmup_epochs``
+  (per-step linear LR ramp; ReduceLROnPlateau counts from the end of it).
 - CUDA: bf16 autocast (training only; validation embeds in float32) and channels_last;
   CPU: float32, unchanged. No per-step host sync: the loss sum stays on the device until
   the epoch ends or a stop request.
@@ -34,7 +38,13 @@ from laxai_trainer.checkpoint import TrainState, build_payload, capture_rng, res
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.errors import ConfigError
 from laxai_trainer.evaluate import EvalResult, evaluate
-from laxai_trainer.losses import batch_hard_triplet_loss, margin_schedule, triplet_margin_loss
+from laxai_trainer.losses import (
+    batch_hard_triplet_loss,
+    identity_loss,
+    margin_schedule,
+    triplet_margin_loss,
+    warmup_factor,
+)
 from laxai_trainer.model import architecture
 
 log = logging.getLogger(__name__)
@@ -84,6 +94,8 @@ class Trainer:
         train_loader: Iterable,
         val_loader: Iterable,
         stop: threading.Event | None = None,
+        num_classes: int | None = None,
+        val_kits: torch.Tensor | None = None,
     ) -> None:
         tk = config.training_kwargs
         self.config = config
@@ -98,7 +110,18 @@ class Trainer:
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.stop = stop or threading.Event()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tk.learning_rate, weight_decay=tk.weight_decay)
+        #: Kit id per val image (-1: unknown), for the same-kit metrics; None without kit info.
+        self.val_kits = val_kits
+        # The identity classifier is training-only: not part of the saved model (its size is
+        # the number of training players), but of the checkpoint so a resume continues it.
+        self.id_head: torch.nn.Module | None = None
+        params = list(self.model.parameters())
+        if tk.id_loss_weight > 0:
+            if not num_classes or num_classes < 2:
+                raise ValueError("id_loss_weight > 0 needs num_classes (training players) >= 2")
+            self.id_head = torch.nn.Linear(config.model_kwargs.embedding_dim, num_classes, bias=False).to(device)
+            params += list(self.id_head.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=tk.learning_rate, weight_decay=tk.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer,
             mode="max",
@@ -132,6 +155,8 @@ class Trainer:
         if self.state.step and self._epoch_start_rng is not None:
             payload["epoch_start_rng"] = self._epoch_start_rng
         payload["hyperparameters"] = self.config.training_kwargs.model_dump(mode="json")
+        if self.id_head is not None:
+            payload["id_head"] = self.id_head.state_dict()
         return payload
 
     def load_checkpoint(self, payload: dict[str, Any]) -> list[str]:
@@ -143,7 +168,16 @@ class Trainer:
                 f"the config asks for {expected} (model_kwargs); use another custom_name or "
                 "resume_from_checkpoint: false"
             )
+        head = payload.get("id_head")
+        if self.id_head is not None and head is not None and head["weight"].shape != self.id_head.weight.shape:
+            raise ConfigError(
+                f"resume_from_checkpoint: the run's checkpoint classifies {head['weight'].shape[0]} training "
+                f"players, the data now has {self.id_head.out_features} (id_loss_weight); use another "
+                "custom_name or resume_from_checkpoint: false"
+            )
         self.state = restore(payload, self.model, self.optimizer, self.scheduler)
+        if self.id_head is not None and head is not None:
+            self.id_head.load_state_dict(head)
         self._epoch_start_rng = payload.get("epoch_start_rng")
         self._resume_rng = payload["rng"]
         return self.apply_hyperparameters(payload.get("hyperparameters") or {})
@@ -180,18 +214,42 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
+    def _embed_train(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Triplet embeddings, and identity features when the identity loss or a BN-neck needs them."""
+        if self.id_head is None and not self.config.model_kwargs.bnneck:
+            return self.model(images), None
+        return self.model.forward_train(images)
+
+    def _id_term(self, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | float:
+        tk = self.config.training_kwargs
+        if self.id_head is None or features is None:
+            return 0.0
+        return tk.id_loss_weight * identity_loss(self.id_head(features), labels, tk.label_smoothing)
+
     def _loss(self, batch: Any, margin: float) -> tuple[torch.Tensor, int]:
         """Loss of one batch and the number of images embedded."""
+        kind = self.config.training_kwargs.triplet_loss
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             if self.config.training_kwargs.triplet_mining == "random":
                 anchor, positive, negative = (self._images(t) for t in batch[:3])
                 n = anchor.shape[0]
-                emb = self.model(torch.cat([anchor, positive, negative]))
-                loss = triplet_margin_loss(emb[:n], emb[n : 2 * n], emb[2 * n :], margin)
+                emb, feats = self._embed_train(torch.cat([anchor, positive, negative]))
+                loss = triplet_margin_loss(emb[:n], emb[n : 2 * n], emb[2 * n :], margin, kind)
+                if feats is not None:  # anchors and negatives carry their labels
+                    labels = torch.cat([batch[3], batch[4]]).to(self.device, non_blocking=True)
+                    loss = loss + self._id_term(torch.cat([feats[:n], feats[2 * n :]]), labels)
                 return loss, 3 * n
             images, labels = self._images(batch[0]), batch[1].to(self.device, non_blocking=True)
-            emb = self.model(images)
-            return batch_hard_triplet_loss(emb, labels, margin), images.shape[0]
+            emb, feats = self._embed_train(images)
+            loss = batch_hard_triplet_loss(emb, labels, margin, kind) + self._id_term(feats, labels)
+            return loss, images.shape[0]
+
+    def _warm_up(self, epoch: int, step: int, steps: int | None) -> None:
+        warmup = self.config.training_kwargs.warmup_epochs
+        if warmup and epoch <= warmup:
+            lr = self.config.training_kwargs.learning_rate * warmup_factor(epoch, step, steps, warmup)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
 
     def _batches(self, epoch: int) -> Iterator[Any]:
         """This epoch's batches, skipping those a mid-epoch checkpoint already trained."""
@@ -226,6 +284,7 @@ class Trainer:
         # float64 and continued from the checkpoint's sum: the same sum as an uninterrupted epoch.
         loss_sum = torch.tensor(st.partial_loss_sum, dtype=torch.float64, device=self.device)
         for batch in self._batches(epoch):
+            self._warm_up(epoch, st.step + 1, steps)
             loss, n_images = self._loss(batch, st.margin)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -256,8 +315,8 @@ class Trainer:
             self.device,
             self.state.margin,
             self.config.training_kwargs.triplet_mining,
-            None,  # float32 forward: val mAP is not moved by bf16 rounding
-            self.channels_last,
+            channels_last=self.channels_last,
+            kits=self.val_kits,
         )
 
     def end_epoch(self, epoch: int, result: EvalResult) -> tuple[dict[str, Any], bool]:
@@ -279,6 +338,9 @@ class Trainer:
             "train_seconds": st.partial_seconds,
             "val_queries": result.queries,
         }
+        if result.same_kit_queries:
+            record.update(same_kit_rank1=result.same_kit_rank1, same_kit_mAP=result.same_kit_mAP,
+                          same_kit_queries=result.same_kit_queries)
         improved = result.mAP > st.best_map + MAP_MIN_DELTA
         if improved:
             st.best_map, st.best_epoch, st.epochs_without_improvement = result.mAP, epoch, 0
@@ -287,7 +349,8 @@ class Trainer:
             st.epochs_without_improvement += 1
         if st.best_val_loss is None or result.val_loss < st.best_val_loss:
             st.best_val_loss = result.val_loss
-        self.scheduler.step(result.mAP)
+        if epoch > tk.warmup_epochs:  # the plateau counter starts once the warm-up is over
+            self.scheduler.step(result.mAP)
         if self.lr < record["lr"]:
             log.info("epoch %d: val mAP did not improve, learning rate %.3g -> %.3g", epoch, record["lr"], self.lr)
         if st.epochs_without_improvement >= tk.early_stopping_patience:
