@@ -82,7 +82,8 @@ def test_copy_sync_downloads_once_then_skips_unchanged(synth_copy: Path, tmp_pat
     assert not first.in_place
     assert first.dataset_dirs == [cache / T / "datasets" / d for d in first.dataset_ids]
     assert first.files_downloaded == total and first.files_skipped == 0
-    assert first.bytes_downloaded == sum(p.stat().st_size for p in (synth_copy / T).rglob("*") if p.is_file())
+    # (the datasets only: the session's synth root may also hold runs other tests wrote)
+    assert first.bytes_downloaded == sum(p.stat().st_size for p in (synth_copy / T / "datasets").rglob("*") if p.is_file())
     for d in first.dataset_dirs:
         assert crop_count(d) == crop_count(synth_copy / T / "datasets" / d.name)
         manifest = json.loads((d / MANIFEST).read_text())

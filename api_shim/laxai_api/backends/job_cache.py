@@ -373,6 +373,8 @@ class JobCache:
                     self._post(self.index.bookmark, resource_version(obj))
         finally:
             self._response = None
+            if self._stop.is_set():  # a cut or unread stream: never hand its connection to the next request
+                response.close()
             response.release_conn()
         return rv
 

@@ -92,7 +92,9 @@ async def test_cancel_is_a_merge_patch_of_spec_cancel_only(kapi, kube_emulator):
 
 async def test_logs_outlive_the_pods_via_storage(kapi, kube_emulator, tmp_path):
     pytest.importorskip("laxai_trainer.storage", reason="laxai_trainer.storage is not written yet")
-    task_id = (await kapi.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+    posted = await kapi.post("/api/v1/train", json={"tenant_id": "tenant1"})
+    assert posted.status_code == 200, posted.text
+    task_id = posted.json()["task_id"]
     assert (await kapi.get(f"/api/v1/train/{task_id}/logs")).json() == {"task_id": task_id, "source": "none", "lines": []}
     saved = tmp_path / "storage" / "tenant1" / "runs" / task_id / "logs" / "trainer.log"
     saved.parent.mkdir(parents=True)
@@ -206,7 +208,9 @@ async def test_post_checks_read_the_cache_not_the_namespace(kapi, kube_emulator)
 async def test_own_writes_are_read_back_without_waiting_for_the_watch(kapi, kube_emulator):
     assert (await kapi.get("/api/v1/train/jobs")).status_code == 200
     await kapi.backend.cache.close()  # no watch from here on: only the writes' responses reach the cache
-    task_id = (await kapi.post("/api/v1/train", json={"tenant_id": "tenant1"})).json()["task_id"]
+    posted = await kapi.post("/api/v1/train", json={"tenant_id": "tenant1"})
+    assert posted.status_code == 200, posted.text
+    task_id = posted.json()["task_id"]
     listed = (await kapi.get("/api/v1/train/jobs", params={"tenant_id": "tenant1"})).json()
     assert [j["task_id"] for j in listed["jobs"]] == [task_id]
     assert (await kapi.delete(f"/api/v1/train/{task_id}")).status_code == 200
