@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from bench.trainer_throughput import pick_device, sync
 from laxai_trainer import data
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.model import build_model
@@ -44,17 +45,6 @@ from laxai_trainer.synth import generate
 from laxai_trainer.train import Trainer, seed_everything
 
 TENANT = "bench"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def config(args: argparse.Namespace, pipeline: str) -> TrainingConfig:
