@@ -4,6 +4,7 @@ End to end: the last test runs the real trainer against the API emulator; test_h
 checks that the operator keeps what the reporter wrote.
 """
 
+import contextlib
 import threading
 import time
 
@@ -134,31 +135,22 @@ def test_from_env_requires_the_trainingjob(monkeypatch):
         KubernetesStatusReporter.from_env()
 
 
-@pytest.mark.slow
-def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_path, monkeypatch):
-    """The trainer, run with exactly the command and env of the Job the operator made, reports
-    each epoch into the TrainingJob status while it runs, and its final metrics."""
+@contextlib.contextmanager
+def trainer_in_job_container(emu, tmp_path, monkeypatch, num_epochs):
+    """A TrainingJob on tiny data, the real operator, its Job, a Running pod, and the Job's container
+    run as a process with the container's command and env (KUBECONFIG standing in for the pod's
+    token): yields (pod, trainer process) while the operator runs."""
     import os
     import subprocess
     import sys
 
     from laxai_trainer.synth import generate
-    from tests.operator.conftest import (
-        JOBS,
-        NS,
-        TJS,
-        make_tj,
-        running_operator,
-        start_trainer_pod,
-        trainer_state,
-        wait_phase,
-    )
+    from tests.operator.conftest import JOBS, NS, make_tj, running_operator, start_trainer_pod
 
-    emu = operator_env
     root = tmp_path / "storage"
     generate(root, "tenant1", players=4, frames=2, images_per_player=4, val_players=4, seed=1)
-    monkeypatch.setenv("LAXAI_STORAGE_ROOT", str(root))
-    make_tj(emu, "run-1", gpus=0, training_kwargs={"num_epochs": 3, "batch_size": 8, "images_per_player": 2,
+    monkeypatch.setenv("LAXAI_STORAGE_ROOT", str(root))  # before the operator starts: it reads it once
+    make_tj(emu, "run-1", gpus=0, training_kwargs={"num_epochs": num_epochs, "batch_size": 8, "images_per_player": 2,
                                                    "num_workers": 0},
             model_kwargs={"embedding_dim": 32, "use_cbam": False})
     with running_operator():
@@ -169,7 +161,17 @@ def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_
         env.update(KUBECONFIG=str(emu.kubeconfig_path), LAXAI_HOME=str(tmp_path / "home"),  # the pod's emptyDir
                    OMP_NUM_THREADS="1")
         command = [os.path.join(os.path.dirname(sys.executable), container["command"][0]), *container["command"][1:]]
-        trainer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        yield pod, subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_path, monkeypatch):
+    """The trainer, run with exactly the command and env of the Job the operator made, reports
+    each epoch into the TrainingJob status while it runs, and its final metrics."""
+    from tests.operator.conftest import NS, TJS, trainer_state, wait_phase
+
+    emu = operator_env
+    with trainer_in_job_container(emu, tmp_path, monkeypatch, num_epochs=3) as (pod, trainer):
         epochs_seen_live = set()
         while trainer.poll() is None:
             progress = (emu.get(TJS, NS, "run-1")["status"].get("progress") or {})
@@ -196,30 +198,13 @@ def test_a_real_trainer_run_reports_live_progress_and_metrics(operator_env, tmp_
 def test_a_cancelled_trainer_pod_logs_a_cancel_not_a_preemption(operator_env, tmp_path, monkeypatch):
     """spec.cancel set, then SIGTERM (the Job's deletion): the trainer, with the Job's command and
     env, checkpoints and says "Cancelled on request" (it asked its TrainingJob), exit 75."""
-    import os
     import signal
-    import subprocess
-    import sys
 
     from laxai_trainer import exit_codes
-    from laxai_trainer.synth import generate
-    from tests.operator.conftest import JOBS, NS, TJS, make_tj, running_operator, start_trainer_pod
+    from tests.operator.conftest import JOBS, NS, TJS
 
     emu = operator_env
-    root = tmp_path / "storage"
-    generate(root, "tenant1", players=4, frames=2, images_per_player=4, val_players=4, seed=1)
-    monkeypatch.setenv("LAXAI_STORAGE_ROOT", str(root))
-    make_tj(emu, "run-1", gpus=0, training_kwargs={"num_epochs": 50, "batch_size": 8, "images_per_player": 2,
-                                                   "num_workers": 0},
-            model_kwargs={"embedding_dim": 32, "use_cbam": False})
-    with running_operator():
-        job = emu.wait_for_object(JOBS, NS, "tj-run-1")
-        start_trainer_pod(emu, job, "run-1")
-        (container,) = job["spec"]["template"]["spec"]["containers"]
-        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
-        env.update(KUBECONFIG=str(emu.kubeconfig_path), LAXAI_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-        command = [os.path.join(os.path.dirname(sys.executable), container["command"][0]), *container["command"][1:]]
-        trainer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with trainer_in_job_container(emu, tmp_path, monkeypatch, num_epochs=50) as (_, trainer):
         try:
             emu.wait_for_object(TJS, NS, "run-1", lambda o: ((o.get("status") or {}).get("progress") or {}).get(
                 "current_epoch"), timeout=120)
