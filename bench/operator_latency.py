@@ -2,8 +2,8 @@
 
     python bench/operator_latency.py [--sizes 1 100 500] [--jobs 5000] [--latency-ms 5 20] [--running 10]
 
-``--jobs N`` stores N finished TrainingJobs (completed, as the operator left them: kopf's
-last-handled-configuration annotation included) before the operator starts, so its startup
+``--jobs N`` stores N finished TrainingJobs (completed, as the operator leaves them) before
+the operator starts, so its startup
 and its memory carry them; ``--latency-ms MIN [MAX]`` makes every emulator request wait a
 uniformly drawn time (a loaded or remote API server).
 
@@ -105,25 +105,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
-    """``count`` completed TrainingJobs whose kopf diff base matches their spec (handled before)."""
-    import kopf
-
-    from laxai_operator.resource import GROUP
-
-    storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    """``count`` completed TrainingJobs, as the operator leaves them (status only: it writes
+    nothing else into them)."""
     for i in range(count):
         name = f"done-{i:05d}"
-        obj = emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
-                               "metadata": {"name": name, "namespace": NS,
-                                            "labels": {"training.laxai.io/tenant": f"t{i % 10}"}},
-                               "spec": {"tenant_id": f"t{i % 10}"},
-                               "status": {"phase": "completed", "reason": "Succeeded",
-                                          "completionTime": "2026-01-01T00:00:00Z", "jobName": f"tj-{name}",
-                                          "progress": {"status": "completed", "current_epoch": 50}}},
-                         namespace=NS)
-        patch = kopf.Patch()
-        storage.store(body=kopf.Body(obj), patch=patch, essence=storage.build(body=kopf.Body(obj)))
-        emu.patch(TJS, NS, name, {"metadata": {"annotations": dict(patch["metadata"]["annotations"])}})
+        emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+                         "metadata": {"name": name, "namespace": NS,
+                                      "labels": {"training.laxai.io/tenant": f"t{i % 10}"}},
+                         "spec": {"tenant_id": f"t{i % 10}"},
+                         "status": {"phase": "completed", "reason": "Succeeded",
+                                    "completionTime": "2026-01-01T00:00:00Z", "jobName": f"tj-{name}",
+                                    "progress": {"status": "completed", "current_epoch": 50}}},
+                   namespace=NS)
 
 
 def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None,

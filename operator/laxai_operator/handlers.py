@@ -1,19 +1,19 @@
 """kopf handlers: thin glue from Kubernetes events to :class:`~laxai_operator.reconciler.Reconciler`.
 
-- TrainingJob create / resume (operator start) / spec update -> reconcile: read-or-create the
-  Job (deterministic name; 409 adopts it), sync suspend / activeDeadlineSeconds to it,
-  cancel (delete the Job, phase cancelled), map status. Bounded retries with exponential
-  backoff; when they run out the TrainingJob fails with reason ReconcileError instead of
-  hanging.
-- Job and Pod events (label-filtered to ours) -> reconcile of the owning TrainingJob.
+- TrainingJob events -> reconcile when it is new, its spec changed, or it is unfinished when the
+  operator starts (:mod:`laxai_operator.triggers`): read-or-create the Job (deterministic name;
+  409 adopts it), sync suspend / activeDeadlineSeconds to it, cancel (delete the Job, phase
+  cancelled), map status. Bounded retries with exponential backoff; when they run out the
+  TrainingJob fails with reason ReconcileError instead of hanging.
+- Job and Pod events (label-selected to ours, server-side) -> reconcile of the owning TrainingJob.
 - The Job controller's ``FailedCreate`` Events on Jobs (a refused pod: missing ServiceAccount,
   quota, admission) -> reconcile of the owning TrainingJob, which shows the Event's message
   within seconds (a refused pod leaves no other trace: no pod, no Job condition).
 - No finalizer: deleting a TrainingJob deletes its Job and pods through ownerReferences
   (garbage collection), which works even while the operator is down. No handler here needs
   one (no on.delete, no daemons or timers — kopf puts a finalizer on objects with those).
-- kopf's progress and diff-base records go to annotations: the structural CRD schema prunes
-  kopf's default ``status.kopf`` field, so kopf would otherwise forget what it handled.
+- Only ``on.event`` handlers: kopf writes nothing into the objects (no progress or diff-base
+  annotations, no extra PATCH per change); what was handled is a generation in memory.
 
 High availability: by default one replica, Deployment strategy ``Recreate``, kopf peering off
 (``--standalone``). Kopf peering is a pause protocol, not a lock, with known races. One
@@ -33,32 +33,38 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
-from laxai_operator import metrics, naming
+from laxai_operator import metrics, naming, triggers
 from laxai_operator.kube import Kube, load_config
-from laxai_operator.reconciler import NotOursYet, Reconciler
-from laxai_operator.resource import GROUP, PLURAL, VERSION, Phase
+from laxai_operator.reconciler import Reconciler
+from laxai_operator.resource import GROUP, PLURAL, VERSION
 from laxai_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
 TJ = (GROUP, VERSION, PLURAL)
-#: Handler attempts before the TrainingJob is failed (ReconcileError); backoff 1, 2, 4 … 60 s.
-RETRIES = 8
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+#: The Job controller's report of a refused pod, the only Events the operator reads.
+POD_CREATION_REFUSED = "reason=FailedCreate,involvedObject.kind=Job"
 
 
-def backoff(retry: int) -> float:
-    return float(min(60, 2**retry))
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No handler here reacts to diffs (only ``on.event`` handlers): kopf still builds a diff base
+    — a deep copy of the object — on every event unless its storage says there is nothing to
+    compare (a tenth of the operator's CPU at a burst of creations). Nothing is stored either."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"  # never added: no handler needs it
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Our own transition events are posted explicitly; kopf's per-handler chatter is not.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -69,6 +75,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # server that is 8 forbidden retries (~54 s) of reconciling nothing. The operator serves one
     # CRD, installed with it, and the namespaces it is given (LAXAI_WATCH_NAMESPACES) or all.
     settings.scanning.disabled = True
+    # Server-side filters: the operator is not woken by other Jobs and pods of the namespace, nor by
+    # Events other than FailedCreate on Jobs — its own transition Events included (one per change).
+    ours = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
+    settings.watching.label_selectors["batch", "v1", "jobs"] = ours
+    settings.watching.label_selectors["v1", "pods"] = ours
+    settings.watching.field_selectors["v1", "events"] = POD_CREATION_REFUSED
 
 
 @kopf.on.startup()
@@ -76,21 +88,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_kopf(settings)
     options = OperatorSettings()
     memo.reconciler = Reconciler(Kube(load_config()), options)  # per operator (memo), not per process
+    # The phase of every TrainingJob, for the metrics gauge: a dict fed by watch events, not a
+    # kopf index — kopf holds every handler until an index has seen the whole initial list and
+    # wakes each waiting object on every change (quadratic: minutes at startup with 5,000 jobs).
     memo.phases = {}
+    memo.handled = {}  # (namespace, name) -> the generation last reconciled for (triggers.trigger)
     metrics.PHASES.source = lambda: list(memo.phases.values())
     metrics.serve(options.metrics_port)
-
-
-# The phase of every TrainingJob, for the metrics gauge: a dict fed by watch events, not a
-# kopf index — kopf holds every handler until an index has seen the whole initial list and
-# wakes each waiting object on every change (quadratic: minutes at startup with 5,000 jobs).
-@kopf.on.event(*TJ)
-def track_phase(memo: kopf.Memo, event: kopf.RawEvent, namespace: str, name: str, status: kopf.Status,
-                **_: Any) -> None:
-    if event.get("type") == "DELETED":
-        memo.phases.pop((namespace, name), None)
-    else:
-        memo.phases[(namespace, name)] = status.get("phase") or "pending"
 
 
 @kopf.on.cleanup()
@@ -99,60 +103,38 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.close()
 
 
-async def _reconcile(memo: kopf.Memo, trigger: str, namespace: str, name: str, retry: int,
-                     body: dict[str, Any] | None = None) -> None:
-    reconciler: Reconciler = memo.reconciler
-    try:
-        await reconciler.reconcile(namespace, name, trigger, body)
-    except (ApiException, NotOursYet, OSError) as exc:
-        if retry + 1 >= RETRIES:
-            await reconciler.give_up(namespace, name, str(exc).strip())
-            return
-        raise kopf.TemporaryError(f"{trigger}: {exc}", delay=backoff(retry)) from exc
+@kopf.on.event(*TJ)
+async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch,
+                         namespace: str, name: str, **_: Any) -> None:
+    """Every TrainingJob event: the phase gauge, the tenant label, and a reconcile when the
+    TrainingJob is new, changed its spec, or is unfinished at start (:mod:`laxai_operator.triggers`)."""
+    key = (namespace, name)
+    reconciler: Reconciler | None = memo.get("reconciler")
+    if event.get("type") == "DELETED":
+        memo.phases.pop(key, None)
+        memo.handled.pop(key, None)
+        if reconciler is not None:
+            reconciler.forget(key)
+        return
+    raw = dict(body)
+    memo.phases[key] = (raw.get("status") or {}).get("phase") or "pending"
+    _follow_tenant(raw, patch)
+    why = triggers.trigger(event.get("type"), raw, memo.handled.get(key))
+    memo.handled[key] = (raw["metadata"].get("generation") or 0)
+    if why is not None and reconciler is not None:
+        # The delivered body is the first read (one request less per new TrainingJob).
+        await reconciler.nudge(namespace, name, why, raw if why == triggers.CREATE else None)
 
 
-@kopf.on.create(*TJ, id="create", retries=RETRIES)
-async def on_create(memo: kopf.Memo, namespace: str, name: str, retry: int, body: kopf.Body | None = None,
-                    **_: Any) -> None:
-    # The body kopf just delivered is the first read (one request less per new TrainingJob).
-    await _reconcile(memo, "create", namespace, name, retry, None if body is None else dict(body))
-
-
-def settled(status: dict[str, Any], spec: dict[str, Any]) -> bool:
-    """Finished with no TTL to arm: a restart has nothing to read or write for it (phases are final,
-    its Job was deleted or finished before the phase was written)."""
-    phase = status.get("phase")
-    return phase in Phase.__members__ and Phase(phase).terminal and spec.get("ttlSecondsAfterFinished") is None
-
-
-def _unsettled(status: kopf.Status, spec: kopf.Spec, **_: Any) -> bool:
-    return not settled(dict(status), dict(spec))
-
-
-# ``when``: for thousands of finished jobs kopf does not even start the handler, so a restart
-# makes no Job/pod reads and no progress-annotation patches for them.
-@kopf.on.resume(*TJ, id="resume", retries=RETRIES, when=_unsettled)
-async def on_resume(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
-    await _reconcile(memo, "resume", namespace, name, retry)
-
-
-@kopf.on.update(*TJ, id="update", field="spec", retries=RETRIES)
-async def on_update(memo: kopf.Memo, namespace: str, name: str, retry: int, **_: Any) -> None:
-    await _reconcile(memo, "update", namespace, name, retry)
-
-
-def _tenant_label_differs(labels: kopf.Labels, spec: kopf.Spec, **_: Any) -> bool:
-    tenant = spec.get("tenant_id")
-    return isinstance(tenant, str) and labels.get(naming.LABEL_TENANT) != tenant
-
-
-@kopf.on.event(*TJ, when=_tenant_label_differs)
-def tenant_label(spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+def _follow_tenant(body: dict[str, Any], patch: kopf.Patch) -> None:
     """The tenant label follows spec.tenant_id (immutable; labels are not): kubectl-created
     TrainingJobs get it, an edited one is put back, so ``kubectl get tj -l
-    training.laxai.io/tenant=X`` lists what the API lists for tenant X. kopf sends this in the
-    patch it makes for the event anyway (no extra request when it has one to make)."""
-    patch.metadata.labels[naming.LABEL_TENANT] = spec["tenant_id"]
+    training.laxai.io/tenant=X`` lists what the API lists for tenant X. kopf applies the patch
+    after the handler (after the reconcile's status write, which is conditional on the version
+    it read)."""
+    tenant = (body.get("spec") or {}).get("tenant_id")
+    if isinstance(tenant, str) and (body["metadata"].get("labels") or {}).get(naming.LABEL_TENANT) != tenant:
+        patch.metadata.labels[naming.LABEL_TENANT] = tenant
 
 
 def _owner_name(body: kopf.Body) -> str | None:

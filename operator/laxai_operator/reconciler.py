@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from laxai_operator import events, metrics, naming, run_names
+from laxai_operator import events, metrics, naming, run_names, triggers
 from laxai_operator.job_builder import build_job, job_spec_patch
 from laxai_operator.kube import Kube
 from laxai_operator.resource import Phase, TrainingJobSpec, TrainingJobStatus
@@ -40,7 +40,7 @@ from laxai_trainer.reasons import Reason
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
-#: Timer retries of an event-triggered reconcile that failed (backoff 2, 4, … 60 s).
+#: Timer retries of a reconcile that failed (backoff 2, 4, … 60 s: about 4 minutes in all).
 NUDGE_RETRIES = 8
 #: Runs of one reconcile when its status write meets a newer version (409): read again, decide again.
 CONFLICT_RETRIES = 5
@@ -106,6 +106,7 @@ class Reconciler:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[Key, int] = {}
+        self._lifecycle: set[Key] = set()  # lifecycle reconciles not yet through (nudge)
         self._run_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.retry_base = 2.0  # seconds; the n-th retry waits retry_base ** n (at most 60)
 
@@ -126,9 +127,14 @@ class Reconciler:
         finally:
             metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
 
-    async def nudge(self, namespace: str, name: str, trigger: str) -> None:
-        """Reconcile soon, coalescing bursts; errors are logged (the next event retries)."""
+    async def nudge(self, namespace: str, name: str, trigger: str, body: dict[str, Any] | None = None) -> None:
+        """Reconcile soon, coalescing bursts; never raises. A failed run is retried on a timer with
+        backoff; when the retries of a TrainingJob's own lifecycle (``triggers.LIFECYCLE``: create,
+        spec update, resume) run out, the TrainingJob fails (``give_up``) instead of hanging; for
+        Job/Pod/Event triggers the next event retries. ``body``: as in :meth:`reconcile`."""
         key = (namespace, name)
+        if trigger in triggers.LIFECYCLE:
+            self._lifecycle.add(key)
         if key in self._queued:
             return
         self._queued.add(key)
@@ -136,28 +142,41 @@ class Reconciler:
             async with self._locks.setdefault(key, asyncio.Lock()):
                 self._queued.discard(key)
                 started = time.perf_counter()
+                # Status of a running job goes first: not queued behind a burst of creations.
+                urgent = contextlib.nullcontext() if key in self._lifecycle else self.kube.urgent()
                 try:
-                    with self.kube.urgent():  # status of a running job: not queued behind a burst of creations
-                        await self._reconcile(namespace, name)
+                    with urgent:
+                        await self._reconcile(namespace, name, body)
                 finally:
                     metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
             self._failures.pop(key, None)
+            self._lifecycle.discard(key)
         except Exception as exc:
             metrics.ERRORS.labels(trigger).inc()
-            # The event that brought us here will not come again (e.g. the Job's last update):
-            # retry on a timer, with backoff, a bounded number of times.
-            failures = self._failures[key] = self._failures.get(key, 0) + 1
-            if failures <= NUDGE_RETRIES:
-                delay = min(60.0, self.retry_base**failures)
-                log.warning("reconcile of %s/%s after %s failed (%s); retry %d/%d in %.0fs",
-                            namespace, name, trigger, exc, failures, NUDGE_RETRIES, delay)
-                self._schedule(key, self.clock() + timedelta(seconds=delay))
-            else:
-                log.error("reconcile of %s/%s failed %d times, giving up until its next event: %s",
-                          namespace, name, failures, exc)
-                self._failures.pop(key, None)
+            await self._retry_later(key, trigger, exc)
         finally:
             self._queued.discard(key)
+
+    async def _retry_later(self, key: Key, trigger: str, exc: Exception) -> None:
+        # The event that brought us here will not come again (e.g. the Job's last update).
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        if failures <= NUDGE_RETRIES:
+            delay = min(60.0, self.retry_base**failures)
+            log.warning("reconcile of %s/%s after %s failed (%s); retry %d/%d in %.0fs",
+                        *key, trigger, exc, failures, NUDGE_RETRIES, delay)
+            self._schedule(key, self.clock() + timedelta(seconds=delay))
+            return
+        self._failures.pop(key, None)
+        if key not in self._lifecycle:
+            log.error("reconcile of %s/%s failed %d times, giving up until its next event: %s",
+                      *key, failures, exc)
+            return
+        self._lifecycle.discard(key)
+        log.error("reconcile of %s/%s failed %d times: failing it: %s", *key, failures, exc)
+        try:
+            await self.give_up(*key, str(exc).strip())
+        except Exception as final:  # the API is still unreachable: the next start resumes it
+            log.error("could not fail %s/%s: %s", *key, final)
 
     async def give_up(self, namespace: str, name: str, error: str) -> None:
         """Retries are exhausted: fail the TrainingJob with the error instead of leaving it pending."""
@@ -197,7 +216,7 @@ class Reconciler:
     async def _reconcile_once(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
         tj = body if body is not None else await self.kube.get_trainingjob(namespace, name)
         if tj is None or tj["metadata"].get("deletionTimestamp"):
-            self._forget((namespace, name))
+            self.forget((namespace, name))
             return
         meta = tj["metadata"]
         status = read_status(tj.get("status"))
@@ -235,7 +254,7 @@ class Reconciler:
         if due is not None and decision.status.phase.terminal and now >= due:
             log.info("TTL of %s/%s expired: deleting it", namespace, name)
             await self.kube.delete_trainingjob(namespace, name)
-            self._forget((namespace, name))
+            self.forget((namespace, name))
             return
         self._schedule((namespace, name), due)
 
@@ -317,7 +336,10 @@ class Reconciler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _forget(self, key: Key) -> None:
+    def forget(self, key: Key) -> None:
+        """The TrainingJob is gone: no timer, no retries, no lock kept for it."""
+        self._failures.pop(key, None)
+        self._lifecycle.discard(key)
         self._schedule(key, None)
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():

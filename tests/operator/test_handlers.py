@@ -316,30 +316,6 @@ def test_reporter_cannot_change_the_phase(operator_env, kube_api_client, phase):
     assert obj["status"]["phase"] == "running" and obj["status"]["progress"]["status"] == "running"
 
 
-async def test_exhausted_retries_fail_the_trainingjob_instead_of_hanging():
-    import kopf
-    from kubernetes.client.exceptions import ApiException
-
-    from laxai_operator import handlers
-
-    class Flaky:
-        given_up = None
-
-        async def reconcile(self, namespace, name, trigger, body=None):
-            raise ApiException(status=500, reason="etcd unavailable")
-
-        async def give_up(self, namespace, name, error):
-            self.given_up = (namespace, name, error)
-
-    memo = kopf.Memo(reconciler=Flaky())
-    with pytest.raises(kopf.TemporaryError) as err:
-        await handlers.on_create(memo=memo, namespace=NS, name="x", retry=2)
-    assert err.value.delay == 4  # exponential backoff
-    assert memo.reconciler.given_up is None
-    await handlers.on_create(memo=memo, namespace=NS, name="x", retry=handlers.RETRIES - 1)
-    assert memo.reconciler.given_up[:2] == (NS, "x") and "etcd unavailable" in memo.reconciler.given_up[2]
-
-
 def test_preempted_attempt_is_retried_and_counted(operator_env):
     """Preemption: the pod ends with DisruptionTarget and exit 75 (checkpoint written); the Job makes a
     new pod (podFailurePolicy: Ignore); the TrainingJob shows Retrying, then running with attempts 2."""

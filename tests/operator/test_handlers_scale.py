@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from laxai_operator.handlers import settled
 from tests.operator.conftest import NS, TJS, make_tj, running_operator, wait_phase
-
-
-@pytest.mark.parametrize(("status", "spec", "expected"), [
-    ({"phase": "completed"}, {}, True),
-    ({"phase": "cancelled"}, {"cancel": True}, True),
-    ({"phase": "failed"}, {"ttlSecondsAfterFinished": 60}, False),  # its TTL timer must be re-armed
-    ({"phase": "running"}, {}, False),
-    ({}, {}, False),
-    ({"phase": "bogus"}, {}, False),
-])
-def test_settled(status, spec, expected):
-    assert settled(status, spec) is expected
 
 
 def job_reads(emu) -> list[str]:

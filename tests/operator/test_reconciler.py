@@ -70,11 +70,11 @@ async def test_a_failed_event_reconcile_is_retried_on_a_timer(operator_env, reco
     calls = []
     real = reconciler._reconcile
 
-    async def flaky(namespace, name):
+    async def flaky(namespace, name, body=None):
         calls.append(name)
         if len(calls) == 1:
             raise OSError("connection reset")
-        await real(namespace, name)
+        await real(namespace, name, body)
 
     monkeypatch.setattr(reconciler, "_reconcile", flaky)
     reconciler.retry_base = 1.1  # first retry after 1.1 s instead of 2 s
@@ -85,6 +85,56 @@ async def test_a_failed_event_reconcile_is_retried_on_a_timer(operator_env, reco
             break
         await asyncio.sleep(0.05)
     assert len(calls) == 2 and status_of(emu, "run-1")["jobName"] == "tj-run-1"
+
+
+@pytest.mark.parametrize("trigger", ["create", "update", "resume"])
+async def test_exhausted_lifecycle_retries_fail_the_trainingjob_instead_of_hanging(operator_env, reconciler,
+                                                                                    monkeypatch, trigger):
+    import asyncio
+
+    from kubernetes.client.exceptions import ApiException
+
+    from laxai_operator import reconciler as module
+
+    emu = operator_env
+    make_tj(emu, "run-1")
+    emu.inject_failure("POST", r"/jobs$", status=500, times=None, message="etcd unavailable")
+    monkeypatch.setattr(module, "NUDGE_RETRIES", 2)
+    reconciler.retry_base = 0.01
+    await reconciler.nudge(NS, "run-1", trigger)
+    for _ in range(200):  # up to 10 s
+        if status_of(emu, "run-1").get("phase") == "failed":
+            break
+        await asyncio.sleep(0.05)
+    st = status_of(emu, "run-1")
+    assert (st["phase"], st["reason"]) == ("failed", "ReconcileError") and "etcd unavailable" in st["message"]
+    assert creations_tried(emu) == 3  # the first run and its 2 retries
+    with pytest.raises(ApiException):  # what the retries met
+        await reconciler.kube.create_job(NS, {"metadata": {"name": "probe"}})
+
+
+async def test_event_triggers_never_fail_the_trainingjob(operator_env, reconciler, monkeypatch):
+    """A Job or pod event whose reconcile keeps failing leaves the phase to the next event."""
+    import asyncio
+
+    from laxai_operator import reconciler as module
+
+    emu = operator_env
+    make_tj(emu, "run-1")
+    emu.inject_failure("POST", r"/jobs$", status=500, times=None)
+    monkeypatch.setattr(module, "NUDGE_RETRIES", 2)
+    reconciler.retry_base = 0.01
+    await reconciler.nudge(NS, "run-1", "job")
+    for _ in range(100):
+        if creations_tried(emu) >= 3 and not reconciler._timers:
+            break
+        await asyncio.sleep(0.05)
+    assert creations_tried(emu) == 3 and status_of(emu, "run-1") == {}
+
+
+def creations_tried(emu) -> int:
+    return emu.call(lambda: sum(1 for r in emu.emulator._requests if r._raw_request.method == "POST"
+                                and r._raw_request.path.endswith("/jobs")))
 
 
 async def test_a_stale_read_cannot_put_running_over_completed(operator_env, reconciler, monkeypatch):

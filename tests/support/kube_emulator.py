@@ -384,7 +384,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     async def _watch(self, request: rendering.Request, kind: Kind, namespace: str | None,
                      params: dict[str, str]) -> aiohttp.web.StreamResponse:
-        labels, fields = selectors_from_params(params)
+        labels, fields = selectors_from_params(kind, params)
         watcher = Watcher(kind, namespace, labels, fields)
         store = self.store
         initial = initial_events(watcher, params, store.live(kind, namespace), store.events, int(store.resource_version))

@@ -449,7 +449,7 @@ class ObjectStore:
         self._store(kind, "MODIFIED", obj, new)
 
     def list_objects(self, kind: Kind, namespace: str | None, params: dict[str, str]) -> Obj:
-        labels, fields = selectors_from_params(params)
+        labels, fields = selectors_from_params(kind, params)
         items = [o for o in self.live(kind, namespace) if selectors.matches(o, labels, fields)]
         meta: Obj = {"resourceVersion": self.resource_version}
         token = params.get("continue")
@@ -489,9 +489,11 @@ def int_param(params: dict[str, str], name: str) -> int | None:
         raise bad_request(f"{name} must be an integer, got {value!r}") from e
 
 
-def selectors_from_params(params: dict[str, str]) -> tuple[tuple[selectors.Requirement, ...], tuple[selectors.Requirement, ...]]:
+def selectors_from_params(kind: Kind, params: dict[str, str]
+                          ) -> tuple[tuple[selectors.Requirement, ...], tuple[selectors.Requirement, ...]]:
     try:
-        return (selectors.parse_label_selector(params.get("labelSelector")),
-                selectors.parse_field_selector(params.get("fieldSelector")))
+        fields = selectors.parse_field_selector(params.get("fieldSelector"))
+        selectors.check_selectable(kind.group, kind.plural, fields)
+        return selectors.parse_label_selector(params.get("labelSelector")), fields
     except selectors.SelectorError as e:
         raise bad_request(str(e)) from e

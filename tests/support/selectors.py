@@ -95,6 +95,33 @@ def parse_field_selector(text: str | None) -> tuple[Requirement, ...]:
     return tuple(requirements)
 
 
+#: The fields each kind can be selected by, beyond metadata.name and metadata.namespace (every
+#: kind); any other is refused with "field label not supported: X" (400). From the field-label
+#: conversion functions of kube-apiserver: pkg/apis/core/v1/conversion.go (pods, events, secrets,
+#: namespaces, nodes), pkg/apis/batch/v1/conversion.go (jobs); custom resources only metadata
+#: (CRD ``selectableFields`` are not used by this project).
+SELECTABLE_FIELDS: dict[tuple[str, str], frozenset[str]] = {
+    ("", "pods"): frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                             "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs",
+                             "status.nominatedNodeName"}),
+    ("", "events"): frozenset({"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                               "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                               "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"}),
+    ("", "secrets"): frozenset({"type"}),
+    ("", "namespaces"): frozenset({"status.phase"}),
+    ("", "nodes"): frozenset({"spec.unschedulable"}),
+    ("batch", "jobs"): frozenset({"status.successful"}),
+}
+ALWAYS_SELECTABLE = frozenset({"metadata.name", "metadata.namespace"})
+
+
+def check_selectable(group: str, plural: str, fields: tuple[Requirement, ...]) -> None:
+    allowed = ALWAYS_SELECTABLE | SELECTABLE_FIELDS.get((group, plural), frozenset())
+    for req in fields:
+        if req.key not in allowed:
+            raise SelectorError(f"field label not supported: {req.key}")
+
+
 def field_value(obj: dict[str, Any], path: str) -> str:
     """A field selector's view of a dotted path: absent fields read as the empty string."""
     node: Any = obj

@@ -261,6 +261,23 @@ def test_field_selectors(kube_emulator, core, custom):
     assert [p.metadata.name for p in not_running.items] == ["p2"]
 
 
+@pytest.mark.parametrize(("resource", "selector"), [
+    ("pods", "status.hostIP=10.0.0.1"),  # not a selectable pod field (the documented example)
+    ("events", "message=x"),
+    ("trainingjobs", "spec.tenant_id=t1"),  # custom resources: metadata only
+])
+def test_unsupported_field_labels_are_refused(kube_emulator, core, custom, resource, selector):
+    """kube-apiserver's field-label conversions accept only listed fields (pkg/apis/core/v1/conversion.go)."""
+    calls = {"pods": lambda **kw: core.list_namespaced_pod("default", **kw),
+             "events": lambda **kw: core.list_namespaced_event("default", **kw),
+             "trainingjobs": lambda **kw: custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, **kw)}
+    for watch in ({}, {"watch": True, "timeout_seconds": 1}):
+        with pytest.raises(ApiException) as e:
+            calls[resource](field_selector=selector, _preload_content=False, **watch)
+        assert e.value.status == 400 and f"field label not supported: {selector.split('=')[0]}" in e.value.body
+    core.list_namespaced_event("default", field_selector="reason=FailedCreate,involvedObject.kind=Job")
+
+
 def test_limit_and_continue_page_through_everything_once(custom):
     for i in range(7):
         create_tj(custom, tj(f"page-{i}"))

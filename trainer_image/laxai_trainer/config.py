@@ -36,6 +36,8 @@ class StrictModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, bool):  # runs for every field of every model: keep the common case cheap
+            return value
         return reject_bool(value, cls.model_fields[info.field_name].annotation)
 
 
