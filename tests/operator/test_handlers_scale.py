@@ -25,3 +25,43 @@ def test_a_restart_reads_nothing_for_finished_jobs(operator_env):
         emu.wait_for_object("batch/v1/jobs", NS, "tj-live")
     assert [p for p in job_reads(emu)[before:] if p.endswith("/tj-done")] == []
     assert emu.get(TJS, NS, "done")["status"]["phase"] == "completed"
+
+
+def requests(emu) -> list[tuple[str, str, str]]:
+    return emu.call(lambda: [(r._raw_request.method, r._raw_request.path, r._raw_request.query_string)
+                             for r in emu.emulator._requests])
+
+
+def test_a_new_trainingjob_costs_three_requests(operator_env):
+    """Job create, status patch, the JobCreated Event: kopf writes nothing into the TrainingJob
+    (no diff-base or progress annotations, no extra PATCH and watch event per change)."""
+    emu = operator_env
+    with running_operator():
+        make_tj(emu, "warm")
+        wait_phase(emu, "warm", "pending")
+        before = len(requests(emu))
+        emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",  # as the API makes it
+                         "metadata": {"name": "new", "namespace": NS, "labels": {"training.laxai.io/tenant": "t1"}},
+                         "spec": {"tenant_id": "t1"}}, namespace=NS)
+        wait_phase(emu, "new", "pending")
+        emu.wait_for(lambda: len(requests(emu)) >= before + 3, message="the JobCreated Event")
+        made = [(m, p.rsplit("/", 2)[-2:]) for m, p, _ in requests(emu)[before:] if m != "GET"]
+    assert sorted(made) == sorted([("POST", ["default", "jobs"]), ("PATCH", ["new", "status"]),
+                                   ("POST", ["default", "events"])])
+    assert (emu.get(TJS, NS, "new")["metadata"].get("annotations") or {}) == {}
+
+
+def test_watches_select_only_what_the_operator_acts_on(operator_env):
+    """Server-side selectors: other Jobs and pods of the namespace, and Events other than FailedCreate
+    on Jobs (the operator's own transition Events included), never reach the operator."""
+    from urllib.parse import parse_qs
+
+    emu = operator_env
+    with running_operator():
+        make_tj(emu, "x")
+        wait_phase(emu, "x", "pending")
+        watches = {p.rsplit("/", 1)[-1]: parse_qs(q) for _, p, q in requests(emu) if "watch=true" in q}
+    ours = ["app.kubernetes.io/managed-by=laxai-operator"]
+    assert watches["jobs"]["labelSelector"] == ours and watches["pods"]["labelSelector"] == ours
+    assert watches["events"]["fieldSelector"] == ["reason=FailedCreate,involvedObject.kind=Job"]
+    assert "labelSelector" not in watches["trainingjobs"]  # kubectl-made ones have no label yet
