@@ -7,8 +7,8 @@ the operator starts, so its startup
 and its memory carry them; ``--latency-ms MIN [MAX]`` makes every emulator request wait a
 uniformly drawn time (a loaded or remote API server).
 
-For each N: a fresh Kubernetes API emulator (tests/support, loopback) and a fresh operator
-*process* (``laxai-operator run``, KUBECONFIG pointing at the emulator), so the operator's
+For each N: a fresh Kubernetes API emulator (tests/support, loopback; in its own process,
+``bench.remote_emulator``, unless ``--emulator-thread``) and a fresh operator *process* (``laxai-operator run``, KUBECONFIG pointing at the emulator), so the operator's
 peak RSS (VmHWM from /proc, Linux) is its own and not mixed with the emulator's or this
 script's. Once the operator's liveness endpoint answers, N TrainingJobs are written
 straight into the emulator's store in one burst (after one warm-up TrainingJob, so the
@@ -17,8 +17,9 @@ client) stamps each Job's arrival. Latency = Job seen - its TrainingJob written
 (monotonic clock, both in this process). Prints p50 / p99 / max, the time until the last
 Job, the operator's peak RSS and the CPU seconds it spent on the burst.
 
-The emulator shares this process and the machine's cores with the operator, so the figures
-are an upper bound for the operator's own cost; on a real API server the round trips differ.
+The emulator shares the machine's cores with the operator (and evaluates the CRD's CEL rules
+in Python), so the figures are an upper bound for the operator's own cost; on a real API
+server the round trips differ.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.remote_emulator import RemoteEmulator  # noqa: E402
 from tests.support.threaded import ThreadedKubeEmulator  # noqa: E402
 
 NS = "default"
@@ -69,34 +73,49 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def watch_jobs(emu: ThreadedKubeEmulator, seen: dict[str, float], stop: threading.Event) -> None:
+def raw_events(list_fn: Any, *args: Any, stop: threading.Event) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Watch events as the API sends them (dicts: the client's model classes would spend this
+    process's CPU, shared with the operator's), resumed from the last resourceVersion."""
+    import kubernetes
+
+    class RawWatch(kubernetes.watch.Watch):
+        def get_return_type(self, func: Any) -> None:
+            return None
+
+    version = None
+    while not stop.is_set():
+        options: dict[str, Any] = {"timeout_seconds": 1}
+        if version:
+            options["resource_version"] = version
+        for event in RawWatch().stream(list_fn, *args, **options):
+            obj = event["raw_object"]
+            if event["type"] == "ERROR":  # 410 Gone: start again from now
+                version = None
+                break
+            version = obj["metadata"]["resourceVersion"]
+            yield event["type"], obj
+            if stop.is_set():
+                return
+
+
+def watch_jobs(emu: Any, seen: dict[str, float], stop: threading.Event) -> None:
     import kubernetes
 
     api = kubernetes.client.BatchV1Api(emu.api_client())
-    w = kubernetes.watch.Watch()
-    while not stop.is_set():
-        for event in w.stream(api.list_namespaced_job, NS, timeout_seconds=1, _preload_content=False):
-            if event["type"] == "ADDED":
-                obj = event["raw_object"]
-                seen.setdefault(obj["metadata"]["name"], time.monotonic())
-            if stop.is_set():
-                break
+    for kind, obj in raw_events(api.list_namespaced_job, NS, stop=stop):
+        if kind == "ADDED":
+            seen.setdefault(obj["metadata"]["name"], time.monotonic())
 
 
-def watch_running(emu: ThreadedKubeEmulator, running: dict[str, float], stop: threading.Event) -> None:
+def watch_running(emu: Any, running: dict[str, float], stop: threading.Event) -> None:
     """Stamp the moment each TrainingJob's status first says running (as its watch delivers it)."""
     import kubernetes
 
     api = kubernetes.client.CustomObjectsApi(emu.api_client())
-    w = kubernetes.watch.Watch()
-    while not stop.is_set():
-        for event in w.stream(api.list_namespaced_custom_object, "training.laxai.io", "v1alpha1", NS, "trainingjobs",
-                              timeout_seconds=1, _preload_content=False):
-            obj = event["raw_object"]
-            if (obj.get("status") or {}).get("phase") == "running":
-                running.setdefault(obj["metadata"]["name"], time.monotonic())
-            if stop.is_set():
-                break
+    for _, obj in raw_events(api.list_namespaced_custom_object, "training.laxai.io", "v1alpha1", NS,
+                             "trainingjobs", stop=stop):
+        if (obj.get("status") or {}).get("phase") == "running":
+            running.setdefault(obj["metadata"]["name"], time.monotonic())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,7 +123,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
+def seed_finished(emu: Any, count: int) -> None:
     """``count`` completed TrainingJobs, as the operator leaves them (status only: it writes
     nothing else into them)."""
     for i in range(count):
@@ -120,8 +139,9 @@ def seed_finished(emu: ThreadedKubeEmulator, count: int) -> None:
 
 
 def run_once(n: int, timeout: float, jobs: int = 0, latency: tuple[float, float] | None = None,
-             running: int = 0, kubectl: bool = False) -> dict[str, float]:
-    with ThreadedKubeEmulator(request_latency=latency) as emu:
+             running: int = 0, kubectl: bool = False, emulator_thread: bool = False) -> dict[str, float]:
+    emulator = ThreadedKubeEmulator if emulator_thread else RemoteEmulator
+    with emulator(request_latency=latency) as emu:
         seed_finished(emu, jobs)
         health = free_port()
         env = {**os.environ, "KUBECONFIG": str(emu.kubeconfig_path), "LAXAI_WATCH_NAMESPACES": NS,
@@ -214,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="TrainingJobs whose pods start during the burst: prints the slowest pending→running")
     parser.add_argument("--latency-ms", type=float, nargs="+", metavar="MS",
                         help="every emulator request waits MIN [MAX] ms (uniform), e.g. 5 20")
+    parser.add_argument("--emulator-thread", action="store_true",
+                        help="the emulator in a thread of this process (its CPU takes the lock of the process "
+                             "that stamps the times) instead of its own process, as a real API server is")
     parser.add_argument("--kubectl", action="store_true",
                         help="burst TrainingJobs without the tenant label, as kubectl creates them")
     args = parser.parse_args(argv)
@@ -221,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency_ms:
         low, high = (args.latency_ms * 2)[:2]
         latency = (low / 1000, high / 1000)
-    print(f"{args.jobs} finished TrainingJobs stored; emulator latency {args.latency_ms or 0} ms")
+    where = "a thread of this process" if args.emulator_thread else "its own process"
+    print(f"{args.jobs} finished TrainingJobs stored; emulator in {where}, latency {args.latency_ms or 0} ms")
     print(f"{'N':>5} {'jobs':>5} {'burst s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'all done s':>10} "
           f"{'peak RSS MiB':>12} {'op CPU s':>8} {'status max ms':>13}")
     for n in args.sizes:
-        r = run_once(n, args.timeout, args.jobs, latency, args.running, args.kubectl)
+        r = run_once(n, args.timeout, args.jobs, latency, args.running, args.kubectl, args.emulator_thread)
         print(f"{r['n']:>5} {r['done']:>5} {r['burst_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
               f"{r['max_ms']:>9.1f} {r['all_s']:>10.2f} {r['peak_rss_mib']:>12.1f} {r['cpu_s']:>8.2f} {r['status_max_ms']:>13.1f}", flush=True)
     return 0

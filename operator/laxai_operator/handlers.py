@@ -104,8 +104,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(*TJ)
-async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch,
-                         namespace: str, name: str, **_: Any) -> None:
+async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
+                         **_: Any) -> None:
     """Every TrainingJob event: the phase gauge, the tenant label, and a reconcile when the
     TrainingJob is new, changed its spec, or is unfinished at start (:mod:`laxai_operator.triggers`)."""
     key = (namespace, name)
@@ -118,23 +118,27 @@ async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body,
         return
     raw = dict(body)
     memo.phases[key] = (raw.get("status") or {}).get("phase") or "pending"
-    _follow_tenant(raw, patch)
+    if reconciler is None:
+        return
+    if (tenant := tenant_to_label(raw)) is not None:
+        raw = await reconciler.kube.label_trainingjob(namespace, name, naming.LABEL_TENANT, tenant) or raw
     why = triggers.trigger(event.get("type"), raw, memo.handled.get(key))
-    memo.handled[key] = (raw["metadata"].get("generation") or 0)
-    if why is not None and reconciler is not None:
-        # The delivered body is the first read (one request less per new TrainingJob).
+    memo.handled[key] = raw["metadata"].get("generation") or 0
+    if why is not None:
+        # The delivered body (or the labelled one) is the first read: one request less per new TrainingJob.
         await reconciler.nudge(namespace, name, why, raw if why == triggers.CREATE else None)
 
 
-def _follow_tenant(body: dict[str, Any], patch: kopf.Patch) -> None:
+def tenant_to_label(body: dict[str, Any]) -> str | None:
     """The tenant label follows spec.tenant_id (immutable; labels are not): kubectl-created
     TrainingJobs get it, an edited one is put back, so ``kubectl get tj -l
-    training.laxai.io/tenant=X`` lists what the API lists for tenant X. kopf applies the patch
-    after the handler (after the reconcile's status write, which is conditional on the version
-    it read)."""
+    training.laxai.io/tenant=X`` lists what the API lists for tenant X. Labelled before the
+    reconcile, from whose answer it continues: its status write then meets the version it read,
+    and the events after it already carry the label (no second patch)."""
     tenant = (body.get("spec") or {}).get("tenant_id")
     if isinstance(tenant, str) and (body["metadata"].get("labels") or {}).get(naming.LABEL_TENANT) != tenant:
-        patch.metadata.labels[naming.LABEL_TENANT] = tenant
+        return tenant
+    return None
 
 
 def _owner_name(body: kopf.Body) -> str | None:

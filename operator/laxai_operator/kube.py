@@ -121,6 +121,10 @@ class Kube:
         return await self._missing_is_none("PATCH", TRAININGJOBS, namespace, name, "status", body=patch,
                                            content_type=MERGE_PATCH)
 
+    async def label_trainingjob(self, namespace: str, name: str, label: str, value: str) -> dict[str, Any] | None:
+        return await self._missing_is_none("PATCH", TRAININGJOBS, namespace, name, body={
+            "metadata": {"labels": {label: value}}}, content_type=MERGE_PATCH)
+
     async def delete_trainingjob(self, namespace: str, name: str) -> Any:
         return await self._missing_is_none("DELETE", TRAININGJOBS, namespace, name, body=BACKGROUND)
 

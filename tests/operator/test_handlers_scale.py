@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.operator.conftest import NS, TJS, make_tj, running_operator, wait_phase
+from tests.operator.conftest import NS, TJS, events_for, make_tj, running_operator, wait_phase
 
 
 def job_reads(emu) -> list[str]:
@@ -38,7 +38,7 @@ def test_a_new_trainingjob_costs_three_requests(operator_env):
     emu = operator_env
     with running_operator():
         make_tj(emu, "warm")
-        wait_phase(emu, "warm", "pending")
+        emu.wait_for(lambda: ("Normal", "JobCreated") in events_for(emu, "warm"), message="warm-up done")
         before = len(requests(emu))
         emu.create(TJS, {"apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",  # as the API makes it
                          "metadata": {"name": "new", "namespace": NS, "labels": {"training.laxai.io/tenant": "t1"}},
@@ -49,6 +49,22 @@ def test_a_new_trainingjob_costs_three_requests(operator_env):
     assert sorted(made) == sorted([("POST", ["default", "jobs"]), ("PATCH", ["new", "status"]),
                                    ("POST", ["default", "events"])])
     assert (emu.get(TJS, NS, "new")["metadata"].get("annotations") or {}) == {}
+
+
+def test_a_trainingjob_without_the_tenant_label_costs_one_request_more(operator_env):
+    """kubectl-made: labelled once, before the reconcile (whose status write then meets the version it read)."""
+    emu = operator_env
+    with running_operator():
+        make_tj(emu, "warm")
+        emu.wait_for(lambda: ("Normal", "JobCreated") in events_for(emu, "warm"), message="warm-up done")
+        before = len(requests(emu))
+        make_tj(emu, "new")
+        wait_phase(emu, "new", "pending")
+        emu.wait_for(lambda: len(requests(emu)) >= before + 4, message="the JobCreated Event")
+        made = [(m, p.rsplit("/", 2)[-2:]) for m, p, _ in requests(emu)[before:] if m != "GET"]
+    assert sorted(made) == sorted([("PATCH", ["trainingjobs", "new"]), ("POST", ["default", "jobs"]),
+                                   ("PATCH", ["new", "status"]), ("POST", ["default", "events"])])
+    assert emu.get(TJS, NS, "new")["metadata"]["labels"] == {"training.laxai.io/tenant": "tenant1"}
 
 
 def test_watches_select_only_what_the_operator_acts_on(operator_env):
