@@ -62,7 +62,7 @@ def test_relist_drops_what_is_gone_and_keeps_newer_own_writes():
     ix.upsert(tj("old", 3))
     ix.upsert(tj("changed", 4))
     ix.upsert(tj("mine", 20))  # our own create, applied from its response after the snapshot was taken
-    ix.replace([tj("changed", 6, phase="running"), tj("new", 7)], rv=10)
+    ix.replace([ix.prepare(tj("changed", 6, phase="running")), ix.prepare(tj("new", 7))], rv=10)
     assert sorted(ix.jobs) == ["changed", "mine", "new"]
     assert ix.get("changed").phase == Phase.running and ix.resource_version == 20
 
