@@ -186,6 +186,15 @@ class JobIndex:
                           item=self.render(record))
         return Change(name, rv, entry, record if keep_record else None)
 
+    def holds(self, obj: Obj) -> bool:
+        """Whether this version (or a newer one) of the object is filed already.
+
+        Safe from the watch thread (one dict read): a job's filed version only grows until it
+        is deleted or relisted, and either drops older events anyway, so a True is never stale.
+        """
+        held = self.jobs.get((obj.get("metadata") or {}).get("name"))
+        return held is not None and held.rv >= resource_version(obj)
+
     def record(self, entry: CachedJob) -> JobRecord:
         held = self._parsed.get(entry.name)
         if held is not None and held[0] == entry.rv:
@@ -312,6 +321,8 @@ class JobCache:
         self._thread.start()
 
     async def wait_synced(self, timeout: float) -> bool:
+        if self._synced.is_set():  # the usual case: no timer task per request
+            return True
         try:
             await asyncio.wait_for(self._synced.wait(), timeout)
         except TimeoutError:
@@ -411,7 +422,8 @@ class JobCache:
                     raise ApiException(status=obj.get("code") or 500, reason=obj.get("message") or "watch error")
                 rv = max(rv, resource_version(obj))
                 if kind in ("ADDED", "MODIFIED"):
-                    self._post(self.index.apply, self.index.prepare(obj))
+                    if not self.index.holds(obj):  # e.g. the echo of our own write: nothing to prepare
+                        self._post(self.index.apply, self.index.prepare(obj))
                 elif kind == "DELETED":
                     self._post(self.index.delete, obj)
                 elif kind == "BOOKMARK":

@@ -153,6 +153,13 @@ def test_active_runs_follow_phases_tenants_and_deletes():
     assert ix._active == {("t2", "renamed"): {ix.get("c").key}}  # nothing left behind
 
 
+def test_holds_tells_the_watch_thread_what_needs_no_preparing():
+    ix = index()
+    ix.upsert(tj("a", 5))  # e.g. our create, applied from its response before the watch echoes it
+    assert ix.holds(tj("a", 5)) and ix.holds(tj("a", 4))
+    assert not ix.holds(tj("a", 6)) and not ix.holds(tj("b", 1))
+
+
 def test_list_items_are_rendered_once_per_version():
     ix = index()
     ix.upsert(tj("a", 1))
