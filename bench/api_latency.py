@@ -158,6 +158,8 @@ def measure(name: str, app, task_ids: list[str], args) -> None:
 def bench_local(args, workdir: Path) -> None:
     settings = ApiSettings(backend="local", home=workdir / "home", storage_root=str(workdir / "storage"),
                            max_concurrent_jobs=0)  # queue only: no trainer starts
+    for i in range(10):  # the local backend refuses a tenant without a dataset folder (none is read: no trainer)
+        (workdir / "storage" / f"tenant{i}" / "datasets" / "d1").mkdir(parents=True)
     store = JobStore(Path(settings.home).resolve() / "jobs.sqlite3")
     task_ids = []
     for i in range(args.jobs):
