@@ -31,15 +31,15 @@ from laxai_api.auth import KeyStore, Principal, authenticate
 from laxai_api.backends import make_backend
 from laxai_api.backends.base import Backend, JobRecord, ListQuery, valid_task_id
 from laxai_api.errors import ApiError, BackendUnavailable, Conflict, JobExists, JobNotFound, RunNameInUse
+from laxai_api.job_views import detail, job_list_json, status_response, summary
 from laxai_api.metrics import ApiMetrics, MetricsMiddleware
-from laxai_api.run_check import finished_run
+from laxai_api.run_check import finished_run, may_be_finished
 from laxai_api.schemas import (
     SEED_EXAMPLE,
     ErrorBody,
     HealthResponse,
     JobDetail,
     JobList,
-    JobSummary,
     LogsResponse,
     RootInfo,
     TrainRequest,
@@ -99,45 +99,6 @@ def task_id_for(tenant_id: str, idempotency_key: str | None) -> str:
 
 def spec_fingerprint(spec: TrainingJobSpec) -> dict[str, Any]:
     return TrainingJobSpec.model_validate(spec.model_dump()).model_dump(mode="json")
-
-
-def status_response(job: JobRecord, status: str | None = None, message: str | None = None) -> TrainResponse:
-    return TrainResponse(
-        status=status or job.phase, task_id=job.task_id,
-        message=message or job.display_message(), progress=job.display_progress(),
-    )
-
-
-def summary(job: JobRecord) -> JobSummary:
-    return JobSummary(
-        status=job.phase, task_id=job.task_id, message=job.display_message(), progress=job.display_progress(),
-        tenant_id=job.tenant_id, run_name=job.run_name, created_at=job.created_at,
-    )
-
-
-def detail(job: JobRecord) -> JobDetail:
-    return JobDetail(
-        status=job.phase, task_id=job.task_id, message=job.display_message(), progress=job.display_progress(),
-        tenant_id=job.tenant_id, run_name=job.run_name, created_at=job.created_at,
-        reason=job.reason, spec=job.spec.model_dump(by_alias=True, mode="json", exclude_none=True),
-        conditions=job.conditions, history=job.history, started_at=job.started_at,
-        completed_at=job.completed_at, metrics=job.metrics, attempts=job.attempts,
-    )
-
-
-async def find_active_run(backend: Backend, tenant_id: str, run_name: str) -> str | None:
-    """The task id of a pending/running job of the tenant writing to ``run_name``."""
-    for phase in (Phase.pending, Phase.running):
-        token = None
-        while True:
-            page = await backend.list(ListQuery(status=phase, tenant_id=tenant_id, limit=1000, continue_token=token))
-            for job in page.jobs:
-                if job.run_name == run_name and job.tenant_id == tenant_id:
-                    return job.task_id
-            token = page.next_token
-            if not token:
-                break
-    return None
 
 
 def create_app(settings: ApiSettings | None = None, backend: Backend | None = None) -> FastAPI:
@@ -208,17 +169,14 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             return request.spec(settings.default_gpus)
         return tenant_policy.admit(request.spec(), tenant_limits, settings.default_gpus)
 
-    async def replay(task_id: str, spec: TrainingJobSpec) -> JobRecord | None:
-        try:
-            job = await backend.get(task_id)
-        except JobNotFound:
-            return None
+    def replay(job: JobRecord, spec: TrainingJobSpec, response: Response) -> TrainResponse:
         if spec_fingerprint(job.spec) != spec_fingerprint(spec):
             raise Conflict(
                 "This Idempotency-Key was used with a different request body",
-                {"task_id": task_id, "error_type": "idempotency_key_reused"},
+                {"task_id": job.task_id, "error_type": "idempotency_key_reused"},
             )
-        return job
+        response.headers["Idempotent-Replayed"] = "true"
+        return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")
 
     @app.post(
         API_PREFIX, response_model=TrainResponse, tags=["training"], summary="Start a new training job",
@@ -254,21 +212,25 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
         caller.require_tenant(request.tenant_id)
         spec = spec_for(request, caller)
         task_id = task_id_for(request.tenant_id, idempotency_key)
-        if idempotency_key is not None and (job := await replay(task_id, spec)) is not None:
-            response.headers["Idempotent-Replayed"] = "true"
-            return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")
+        # The checks read what this replica knows (the kubernetes backend: its cache, no API request).
+        if idempotency_key is not None and (job := await backend.known(task_id)) is not None:
+            return replay(job, spec, response)
         # Best effort here (a check-then-act); the local store and the operator enforce it.
-        if spec.custom_name and (other := await find_active_run(backend, spec.tenant_id, spec.custom_name)):
+        if spec.custom_name and (other := await backend.active_run(spec.tenant_id, spec.custom_name)):
             raise RunNameInUse(other, spec.tenant_id, spec.custom_name)
-        if (finished := await asyncio.to_thread(finished_run, settings.storage_root, spec)) is not None:
+        if may_be_finished(spec) and (
+                finished := await asyncio.to_thread(finished_run, settings.storage_root, spec)) is not None:
             raise finished
         try:
             job = await backend.submit(task_id, spec)
-        except JobExists:
-            if idempotency_key is None or (job := await replay(task_id, spec)) is None:
+        except JobExists as exists:
+            if idempotency_key is None:
                 raise
-            response.headers["Idempotent-Replayed"] = "true"
-            return status_response(job, "accepted", "Training job already submitted with this Idempotency-Key")
+            try:  # the same key, through another replica or a concurrent retry, a moment ago
+                job = await backend.get(task_id)
+            except JobNotFound:
+                raise exists from None
+            return replay(job, spec, response)
         metrics.jobs_submitted.labels(backend.name).inc()
         return status_response(
             job, "accepted", f"Training job started; follow it at {API_PREFIX}/{job.task_id}/status"
@@ -289,12 +251,14 @@ def create_app(settings: ApiSettings | None = None, backend: Backend | None = No
             str | None,
             Query(alias="continue", max_length=4096, description="Token from the previous page's `continue`."),
         ] = None,
-    ) -> JobList:
+    ) -> JobList | Response:
         if not caller.admin:
             if tenant_id is not None:
                 caller.require_tenant(tenant_id)
             tenant_id = caller.tenant
         page = await backend.list(ListQuery(status, tenant_id, limit, continue_token))
+        if page.items is not None:  # ready-made items (the kubernetes cache): no models to build
+            return Response(job_list_json(page.total, page.items, page.next_token), media_type="application/json")
         return JobList(total_jobs=page.total, jobs=[summary(j) for j in page.jobs], continue_=page.next_token)
 
     @app.get(

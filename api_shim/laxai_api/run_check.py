@@ -19,9 +19,14 @@ from laxai_trainer.run_layout import RunLayout, meta_nothing_left, nothing_left_
 log = logging.getLogger(__name__)
 
 
+def may_be_finished(config: TrainingConfig) -> bool:
+    """Whether the request continues an earlier run, so :func:`finished_run` has storage to read."""
+    return bool(config.custom_name and config.resume_from_checkpoint)
+
+
 def finished_run(storage_root: str, config: TrainingConfig) -> RunAlreadyFinished | None:
     """The 409 for a request that would continue a finished run, else None. Blocking (storage)."""
-    if not config.custom_name or not config.resume_from_checkpoint:
+    if not may_be_finished(config):
         return None
     layout = RunLayout(config.tenant_id, config.custom_name)
     try:

@@ -7,12 +7,13 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from laxai_api.errors import InvalidRequest
+from laxai_api.errors import InvalidRequest, JobNotFound
 from laxai_operator.resource import TrainingJobSpec
 from laxai_trainer.status import Metrics, Phase, Progress
 
@@ -75,8 +76,10 @@ _DEFAULT_MESSAGES = {
 @dataclass
 class JobPage:
     total: int
-    jobs: list[JobRecord]
+    jobs: Sequence[JobRecord]
     next_token: str | None
+    #: The jobs' list items as JSON (job_views.summary_json), where the backend keeps them ready.
+    items: list[bytes] | None = None
 
 
 @dataclass
@@ -162,6 +165,31 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def list(self, query: ListQuery) -> JobPage:
         """Jobs matching the filters, newest first, one page."""
+
+    async def known(self, task_id: str) -> JobRecord | None:
+        """The job if this replica knows it without asking anyone else, else None.
+
+        For the POST's idempotency check: None may also mean "created elsewhere a moment ago";
+        the create then fails with JobExists and the caller reads the job with :meth:`get`.
+        """
+        try:
+            return await self.get(task_id)
+        except JobNotFound:
+            return None
+
+    async def active_run(self, tenant_id: str, run_name: str) -> str | None:
+        """The task id of a pending/running job of the tenant writing to ``run_name``, else None."""
+        for phase in (Phase.pending, Phase.running):
+            token = None
+            while True:
+                page = await self.list(ListQuery(phase, tenant_id, MAX_PAGE, token))
+                for job in page.jobs:
+                    if job.run_name == run_name and job.tenant_id == tenant_id:
+                        return job.task_id
+                token = page.next_token
+                if not token:
+                    break
+        return None
 
     @abc.abstractmethod
     async def cancel(self, task_id: str) -> JobRecord:

@@ -9,7 +9,9 @@
   checks) are served from a watch-backed cache (:mod:`laxai_api.backends.job_cache`), not
   by listing the namespace; this replica's own creates and cancels are applied to it from
   the write's response (read-your-writes). A task id the cache does not hold yet (created
-  through another replica a moment ago) is read with one GET.
+  through another replica a moment ago) is read with one GET. A POST makes one API request,
+  the create (two when its Idempotency-Key was used through another replica a moment ago:
+  the create's 409, then a GET of that job).
 - logs: the newest trainer pod's log while one exists, else the run's saved
   ``{tenant}/runs/{run}/logs/trainer.log`` from LAXAI_STORAGE_ROOT (logs outlive pods).
 - TrainingJobs created with kubectl are served too (task id = their name); their tenant
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +46,7 @@ from laxai_api.backends.base import (
     now_rfc3339,
     tail_text,
 )
-from laxai_api.backends.job_cache import JobCache, JobIndex
+from laxai_api.backends.job_cache import CachedJob, JobCache, JobIndex, resource_version
 from laxai_api.errors import BackendUnavailable, InvalidRequest, JobExists, JobFinished, JobNotFound
 from laxai_api.settings import ApiSettings
 from laxai_operator import naming
@@ -145,6 +148,21 @@ def record_from_object(obj: dict[str, Any]) -> JobRecord | None:
         completed_at=status.completion_time,
         attempts=status.attempts,
     )
+
+
+class ParsedOnRead(Sequence[JobRecord]):
+    """A page's records, parsed from the cache only when read (a list response uses the items)."""
+
+    def __init__(self, entries: list[CachedJob], parse: Callable[[CachedJob], JobRecord]) -> None:
+        self._entries, self._parse = entries, parse
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._parse(e) for e in self._entries[i]]
+        return self._parse(self._entries[i])
 
 
 def sortable_time(timestamp: str | None) -> str:
@@ -258,8 +276,27 @@ class KubernetesBackend(Backend):
             )
         except _Exists:
             raise JobExists(task_id) from None
-        self.index.upsert(created)  # read-your-writes: lists and the next POST's checks see it
-        return record_from_object(created)
+        return self._wrote(created)
+
+    def _wrote(self, obj: dict[str, Any]) -> JobRecord:
+        """Apply a write's response to the cache (read-your-writes); the job as the cache now has it."""
+        self.index.upsert(obj)  # parsed once: the record is kept for the next read
+        entry = self.index.get(obj["metadata"]["name"])
+        if entry is None or entry.rv < resource_version(obj):  # not servable, or deleted meanwhile
+            record = record_from_object(obj)
+            if record is None:
+                raise JobNotFound(obj["metadata"]["name"])
+            return record
+        return self.index.record(entry)  # this write, or a newer version the watch brought first
+
+    async def known(self, task_id: str) -> JobRecord | None:
+        await self._synced()
+        entry = self.index.get(task_id)
+        return self.index.record(entry) if entry is not None else None
+
+    async def active_run(self, tenant_id: str, run_name: str) -> str | None:
+        await self._synced()
+        return self.index.active_run(tenant_id, run_name)
 
     async def get(self, task_id: str) -> JobRecord:
         entry = self.index.get(task_id)
@@ -279,8 +316,8 @@ class KubernetesBackend(Backend):
                 raise invalid_token()
             cursor = (decoded[0], decoded[1])
         total, shown, after = self.index.page(query.tenant_id, query.status, query.limit, cursor)
-        jobs = [self.index.record(entry) for entry in shown]
-        return JobPage(total=total, jobs=jobs, next_token=encode_token(list(after)) if after else None)
+        return JobPage(total=total, jobs=ParsedOnRead(shown, self.index.record),
+                       next_token=encode_token(list(after)) if after else None, items=[e.item for e in shown])
 
     async def cancel(self, task_id: str) -> JobRecord:
         job = await self.get(task_id)
@@ -293,8 +330,7 @@ class KubernetesBackend(Backend):
             )
         except _Missing:
             raise JobNotFound(task_id) from None
-        self.index.upsert(patched)
-        return record_from_object(patched)
+        return self._wrote(patched)
 
     async def logs(self, task_id: str, tail: int) -> LogTail:
         job = await self.get(task_id)

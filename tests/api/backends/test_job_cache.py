@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 
 import kubernetes
 import pytest
 
 from laxai_api.backends.job_cache import JobCache, JobIndex, trim
 from laxai_api.backends.kubernetes import CREATED_AT_ANNOTATION, record_from_object, sort_key
+from laxai_api.job_views import summary_json
 from laxai_trainer.status import Phase
 from tests.support.threaded import TRAININGJOBS, ThreadedKubeEmulator
 
@@ -62,7 +65,7 @@ def test_relist_drops_what_is_gone_and_keeps_newer_own_writes():
     ix.upsert(tj("old", 3))
     ix.upsert(tj("changed", 4))
     ix.upsert(tj("mine", 20))  # our own create, applied from its response after the snapshot was taken
-    ix.replace([tj("changed", 6, phase="running"), tj("new", 7)], rv=10)
+    ix.replace([ix.prepare(tj("changed", 6, phase="running")), ix.prepare(tj("new", 7))], rv=10)
     assert sorted(ix.jobs) == ["changed", "mine", "new"]
     assert ix.get("changed").phase == Phase.running and ix.resource_version == 20
 
@@ -124,10 +127,46 @@ def test_entries_keep_only_what_responses_need():
     assert set(kept["status"]) == {"phase", "progress"}
     ix = index()
     ix.upsert(big)
-    assert len(ix.get("a").doc) < 400
+    assert len(ix.get("a").doc) < 400 and len(ix.get("a").item) < 600
     record = ix.record(ix.get("a"))
     assert record.phase == Phase.completed and record.progress.current_epoch == 2
     assert record.created_at == "2026-01-01T00:00:00.000001Z"
+
+
+def with_run(obj: dict, run: str) -> dict:
+    obj["spec"]["custom_name"] = run
+    return obj
+
+
+def test_active_runs_follow_phases_tenants_and_deletes():
+    ix = index()
+    ix.upsert(with_run(tj("a", 1, phase="running"), "r"))
+    ix.upsert(with_run(tj("b", 2, second=5), "r"))  # newer, pending: both hold the run
+    ix.upsert(with_run(tj("c", 3, tenant="t2"), "r"))
+    assert ix.active_run("t1", "r") == "b" and ix.active_run("t2", "r") == "c"
+    ix.upsert(with_run(tj("b", 4, phase="completed", second=5), "r"))  # finished: no longer active
+    assert ix.active_run("t1", "r") == "a"
+    ix.delete(tj("a", 5))
+    assert ix.active_run("t1", "r") is None and ix.active_run("t1", "other") is None
+    ix.upsert(with_run(tj("c", 6, tenant="t2"), "renamed"))
+    assert ix.active_run("t2", "r") is None and ix.active_run("t2", "renamed") == "c"
+    assert ix._active == {("t2", "renamed"): {ix.get("c").key}}  # nothing left behind
+
+
+def test_holds_tells_the_watch_thread_what_needs_no_preparing():
+    ix = index()
+    ix.upsert(tj("a", 5))  # e.g. our create, applied from its response before the watch echoes it
+    assert ix.holds(tj("a", 5)) and ix.holds(tj("a", 4))
+    assert not ix.holds(tj("a", 6)) and not ix.holds(tj("b", 1))
+
+
+def test_list_items_are_rendered_once_per_version():
+    ix = index()
+    ix.upsert(tj("a", 1))
+    first = ix.get("a").item
+    assert json.loads(first) == json.loads(summary_json(ix.record(ix.get("a"))))
+    ix.upsert(tj("a", 2, phase="running"))
+    assert json.loads(ix.get("a").item)["status"] == "running"
 
 
 # ---- list + watch against the emulator -------------------------------------------------------------
@@ -179,6 +218,31 @@ async def test_the_cache_follows_creates_updates_and_deletes(running_cache):
     kube.delete(TRAININGJOBS, NS, "before")
     await eventually(lambda: cache.index.get("before") is None)
     assert cache.index.total("t2", Phase.running) == 1 and cache.lists == 1
+
+
+async def test_objects_are_parsed_in_the_watch_thread_not_on_the_event_loop():
+    loop_thread, parsed_in = threading.current_thread(), []
+
+    def parse(obj):
+        parsed_in.append(threading.current_thread())
+        return record_from_object(obj)
+
+    with ThreadedKubeEmulator() as kube:
+        for name in ("one", "two"):
+            kube.create(TRAININGJOBS, body(name), NS)
+        client = kube.api_client()
+        cache = JobCache(kubernetes.client.CustomObjectsApi(client), NS, JobIndex(parse, sort_key), backoff=0.05)
+        await cache.start()
+        try:
+            assert await cache.wait_synced(10)
+            kube.create(TRAININGJOBS, body("three"), NS)
+            await eventually(lambda: cache.index.get("three") is not None)
+            assert len(parsed_in) >= 3 and loop_thread not in parsed_in
+            assert cache.index.record(cache.index.get("three")).task_id == "three"  # parsed once, kept
+            assert parsed_in.count(loop_thread) == 0
+        finally:
+            await cache.close()
+            client.close()
 
 
 @pytest.mark.emulator(event_history_limit=5)

@@ -8,10 +8,13 @@ import kubernetes
 import pytest
 
 from laxai_api.app import create_app
+from laxai_api.backends.base import ListQuery
 from laxai_api.backends.kubernetes import (
     KubernetesBackend,
     record_from_object,
 )
+from laxai_api.job_views import summary
+from laxai_api.schemas import JobList
 from tests.api.conftest import NAMESPACE, TRAININGJOBS, local_settings, serve
 from tests.support.threaded import ThreadedKubeEmulator
 
@@ -236,3 +239,48 @@ async def test_replicas_each_with_their_own_cache_agree(kube_emulator, tmp_path)
 async def test_health_reports_the_cache(kapi):
     details = (await kapi.get("/health")).json()["details"]
     assert details["cache"]["synced"] is True and details["cache"]["lists"] == 1
+
+
+def api_requests(kube) -> list[str]:
+    """The emulator's requests other than the cache's watches: "METHOD path"."""
+    return kube.call(lambda: [f"{r._raw_request.method} {r._raw_request.path}" for r in kube.emulator._requests
+                              if "watch=true" not in r._raw_request.path_qs])
+
+
+async def test_a_post_makes_one_api_request_the_create(kapi, kube_emulator):
+    assert (await kapi.get("/api/v1/train/jobs")).status_code == 200  # the cache has synced
+    before = len(api_requests(kube_emulator))
+    response = await kapi.post("/api/v1/train", json={"tenant_id": "tenant1", "custom_name": "one_trip"},
+                               headers={"Idempotency-Key": "first-use"})
+    assert response.status_code == 200, response.text
+    assert api_requests(kube_emulator)[before:] == [f"POST /apis/training.laxai.io/v1alpha1/namespaces/{NAMESPACE}/trainingjobs"]
+    status = await kapi.get(f"/api/v1/train/{response.json()['task_id']}/status")
+    assert status.json()["status"] == "pending" and len(api_requests(kube_emulator)) == before + 1
+
+
+async def test_a_key_used_through_another_replica_a_moment_ago_replays(kube_emulator, tmp_path):
+    settings = local_settings(tmp_path, backend="kubernetes", namespace=NAMESPACE)
+    one = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+    two = KubernetesBackend(settings, api_client=kube_emulator.api_client())
+    async with serve(create_app(settings, one)) as a, serve(create_app(settings, two)) as b:
+        assert (await b.get("/api/v1/train/jobs")).status_code == 200
+        await two.cache.close()  # b's watch is behind: it has not seen a's create
+        body, key = {"tenant_id": "tenant1", "custom_name": "twice"}, {"Idempotency-Key": "k"}
+        first = await a.post("/api/v1/train", json=body, headers=key)
+        again = await b.post("/api/v1/train", json=body, headers=key)  # the create's 409, then one GET
+        assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["task_id"] == first.json()["task_id"]
+        other = await b.post("/api/v1/train", json={**body, "custom_name": "else"}, headers=key)
+        assert other.status_code == 409 and other.json()["details"]["error_type"] == "idempotency_key_reused"
+
+
+async def test_a_cached_page_is_the_json_the_models_give(kapi, kube_emulator):
+    for i in range(3):
+        kube_emulator.create(TRAININGJOBS, trainingjob(f"job-{i}", "tenant1", status={
+            "phase": "running", "progress": {"status": "running", "current_epoch": i, "current_loss": 0.25,
+                                             "message": "époque", "logs": ["a", "b"]}}), NAMESPACE)
+    await cached(kapi, kube_emulator.get(TRAININGJOBS, NAMESPACE, "job-2"))
+    page = await kapi.backend.list(ListQuery(limit=2))
+    body = (await kapi.get("/api/v1/train/jobs", params={"limit": 2})).json()
+    expected = JobList(total_jobs=3, jobs=[summary(job) for job in page.jobs], continue_=page.next_token)
+    assert body == expected.model_dump(mode="json", by_alias=True) and body["continue"]
