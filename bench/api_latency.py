@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -182,54 +182,36 @@ def bench_local(args, workdir: Path) -> None:
     measure("local", create_app(settings, LocalBackend(settings)), task_ids, args)
 
 
-@contextmanager
-def seeded_emulator(jobs: int, workdir: Path, latency: tuple[float, float] | None):
-    """(the emulator's URL, the seeded task ids), served from this thread's ThreadedKubeEmulator."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support
-    from tests.support.threaded import TRAININGJOBS, ThreadedKubeEmulator
-
-    with ThreadedKubeEmulator(workdir=workdir, request_latency=latency) as kube:
-        task_ids = []
-        for i in range(jobs):
-            task_id = str(uuid.uuid4())
-            kube.create(TRAININGJOBS, {
-                "apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
-                "metadata": {"name": task_id, "labels": {"training.laxai.io/tenant": f"tenant{i % 10}"},
-                             "annotations": {CREATED_AT_ANNOTATION: now_rfc3339()}},
-                "spec": {"tenant_id": f"tenant{i % 10}", "custom_name": f"run{i}"},
-                "status": {"phase": "running", "progress": {"status": "running", "current_epoch": 3}},
-            }, "default")
-            task_ids.append(task_id)
-        yield kube.url, task_ids
-
-
-def emulator_process(conn, jobs: int, workdir: str, latency: tuple[float, float] | None) -> None:
-    """Child process: serve the seeded emulator until the parent says stop (or goes away)."""
-    with seeded_emulator(jobs, Path(workdir), latency) as (url, task_ids):
-        conn.send((url, task_ids))
-        with suppress(EOFError):
-            conn.recv()
+def seed(kube, jobs: int) -> list[str]:
+    """``jobs`` running TrainingJobs of 10 tenants, as the API creates them; their task ids."""
+    task_ids = []
+    for i in range(jobs):
+        task_id = str(uuid.uuid4())
+        kube.create("training.laxai.io/v1alpha1/trainingjobs", {
+            "apiVersion": "training.laxai.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": task_id, "labels": {"training.laxai.io/tenant": f"tenant{i % 10}"},
+                         "annotations": {CREATED_AT_ANNOTATION: now_rfc3339()}},
+            "spec": {"tenant_id": f"tenant{i % 10}", "custom_name": f"run{i}"},
+            "status": {"phase": "running", "progress": {"status": "running", "current_epoch": 3}},
+        }, "default")
+        task_ids.append(task_id)
+    return task_ids
 
 
 @contextmanager
 def emulator(args, workdir: Path):
+    """(the emulator's URL, the seeded task ids); the emulator in its own process unless --emulator-thread."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support, bench
+    from bench.remote_emulator import RemoteEmulator
+    from tests.support.threaded import ThreadedKubeEmulator
+
     latency = None
     if args.latency_ms:
         low, high = (args.latency_ms * 2)[:2]
         latency = (low / 1000, high / 1000)
-    if args.emulator_thread:
-        with seeded_emulator(args.jobs, workdir, latency) as served:
-            yield served
-        return
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=emulator_process, args=(theirs, args.jobs, str(workdir), latency), daemon=True)
-    child.start()
-    try:
-        yield ours.recv()
-    finally:
-        ours.send("stop")
-        child.join(30)
+    served = ThreadedKubeEmulator if args.emulator_thread else RemoteEmulator
+    with served(workdir=workdir, request_latency=latency) as kube:
+        yield kube.url, seed(kube, args.jobs)
 
 
 def bench_kubernetes(args, workdir: Path) -> None:
