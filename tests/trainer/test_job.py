@@ -31,18 +31,18 @@ import pytest
 import torch
 import yaml
 
-from laxai_trainer import checkpoint as ckpt
 from laxai_trainer import exit_codes
 from laxai_trainer.cli import main
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.data import RandomTripletDataset
 from laxai_trainer.errors import DataError
 from laxai_trainer.job import Job, JobOptions
-from laxai_trainer.model import build_model
 from laxai_trainer.progress import FanOut, ProgressTracker
+from laxai_trainer.reid.data.loaders import RandomTripletDataset
+from laxai_trainer.reid.engine import checkpoint as ckpt
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 from laxai_trainer.status import significant
 from laxai_trainer.storage import open_storage
-from laxai_trainer.train import Trainer, seed_everything
 from tests.trainer.open_set import PLAYERS, TENANT, VAL_CROPS, VAL_PLAYERS, make_open_set
 from tests.trainer.wandb_records import find_run_files, read_run
 
@@ -250,7 +250,7 @@ def test_metrics_json_has_every_epoch_and_the_best_epochs_final(straight):
 
 
 def test_training_lifts_val_map_well_above_the_untrained_model(straight, data_root):
-    from laxai_trainer import data
+    from laxai_trainer.reid.data import loaders as data
 
     cfg = TrainingConfig.model_validate(config())
     dirs = sorted((data_root / TENANT / "datasets").iterdir())

@@ -10,8 +10,8 @@ It wires the pieces together and owns the run folder (:mod:`laxai_trainer.run_la
 3. train/val splits are scanned and loaders built (local files only);
 4. the model is built with the seed, then resumed from ``checkpoints/last.pt`` (a retry
    always; an earlier run with ``resume_from_checkpoint``; changed hyperparameters are
-   applied) or initialised by :mod:`laxai_trainer.init_weights`;
-5. the :class:`~laxai_trainer.train.Trainer` runs; after each epoch: checkpoint,
+   applied) or initialised by :mod:`laxai_trainer.reid.models.init_weights`;
+5. the :class:`~laxai_trainer.reid.engine.trainer.Trainer` runs; after each epoch: checkpoint,
    best weights, ``metrics.json``, intermediate files, wandb, progress, log upload;
 6. final outputs: ``final/model.pt``, TorchScript, ``final/model.json``, ``metrics.json``,
    ``run.json`` (finished), the wandb artifact and offline files.
@@ -36,15 +36,16 @@ from typing import Any
 
 import torch
 
-from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.cpus import available_cpus, workers_warning
-from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 from laxai_trainer.errors import ConfigError
-from laxai_trainer.evaluate import kit_per_image, warn_shared_players
-from laxai_trainer.init_weights import InitSource, initialise
-from laxai_trainer.model import architecture, build_model
 from laxai_trainer.progress import ProgressTracker, now_rfc3339
+from laxai_trainer.reid.data.loaders import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
+from laxai_trainer.reid.engine import checkpoint as ckpt
+from laxai_trainer.reid.engine.trainer import Outcome, Trainer, seed_everything
+from laxai_trainer.reid.metrics.evaluate import kit_per_image, warn_shared_players
+from laxai_trainer.reid.models.init_weights import InitSource, initialise
+from laxai_trainer.reid.models.model import architecture, build_model
 from laxai_trainer.run_claim import Claim, archive_run, archive_stamp, claim, outputs
 from laxai_trainer.run_layout import (
     RunLayout,
@@ -57,7 +58,6 @@ from laxai_trainer.run_layout import (
 )
 from laxai_trainer.safe_load import load_tensors
 from laxai_trainer.status import Metrics, Phase, significant
-from laxai_trainer.train import Outcome, Trainer, seed_everything
 from laxai_trainer.wandb_run import WandbRun, artifact_name
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class Job:
         return list(result.dataset_dirs)
 
     def loaders(self, dataset_dirs: list[Path], device: torch.device) -> tuple[Any, Any, dict[str, Any]]:
-        from laxai_trainer import data
+        from laxai_trainer.reid.data import loaders as data
 
         tk = self.config.training_kwargs
         train_index = data.scan_split(dataset_dirs, "train", tk.min_images_per_player, self.config.tenant_id)

@@ -1,4 +1,4 @@
-"""laxai_trainer.checkpoint: contents, atomic writes through storage, RNG capture."""
+"""laxai_trainer.reid.engine.checkpoint: contents, atomic writes through storage, RNG capture."""
 
 import random
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from laxai_trainer import checkpoint as ckpt
+from laxai_trainer.reid.engine import checkpoint as ckpt
 from laxai_trainer.storage import open_storage
 
 

@@ -1,10 +1,10 @@
-"""laxai_trainer.losses: batch-hard and plain triplet losses, the margin schedule."""
+"""laxai_trainer.reid.losses.triplet: batch-hard and plain triplet losses, the margin schedule."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from laxai_trainer.losses import (
+from laxai_trainer.reid.losses.triplet import (
     batch_hard_triplet_loss,
     identity_loss,
     margin_schedule,

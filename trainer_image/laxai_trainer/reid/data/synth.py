@@ -16,7 +16,7 @@ Public API::
     SynthSummary: root, tenant_id, dataset_ids, players {"train": n, "val": n} (totals over
     frames), images, bytes, seconds; as_dict().
 
-Each (frame, player) is one identity, as in the trainer (``laxai_trainer.data``).
+Each (frame, player) is one identity, as in the trainer (``laxai_trainer.reid.data.loaders``).
 
 ``mode="match"`` (default) looks like a game: each frame has two teams (``home``,
 ``away``, alternating over the players, so train and val both hold both) whose jersey,

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from laxai_trainer.losses import hardest_pairs, pairwise_distances
+from laxai_trainer.reid.losses.triplet import hardest_pairs, pairwise_distances
 
 KS = (1, 5, 10)
 #: Queries per distance chunk: 1024 × N floats stays small for any realistic val split.
@@ -277,7 +277,7 @@ def read_kits(dataset_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def kit_per_image(index: Any, dataset_dirs: Sequence[str | os.PathLike]) -> torch.Tensor | None:
-    """A kit id per image of a split index (``laxai_trainer.data.SplitIndex``), or None.
+    """A kit id per image of a split index (``laxai_trainer.reid.data.loaders.SplitIndex``), or None.
 
     A kit is (dataset, kit id): kit "home" of two frames is two teams. NO_KIT for players
     the kits.json files do not name; None when no player of the split has kit info.
