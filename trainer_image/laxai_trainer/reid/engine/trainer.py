@@ -7,7 +7,7 @@ the caller's business, reached through :class:`EpochHooks`.
 - ``batch_hard`` (default): P×K batches from the PK sampler, each image embedded
   once, batch-hard triplet loss. ``random``: (anchor, positive, negative) batches,
   the three embedded in one forward pass, plain triplet loss.
-- The margin follows :func:`~laxai_trainer.reid.losses.triplet.margin_schedule` each epoch.
+- The margin follows :func:`~laxai_trainer.reid.engine.schedules.margin_schedule` each epoch.
 - After each epoch: validation (recall@1/5/10, mAP, val loss), then
   ReduceLROnPlateau and early stopping both on val mAP (higher is better).
 - Recipe options: ``triplet_loss`` (hard/soft margin), an identity loss
@@ -37,13 +37,9 @@ import torch
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.errors import ConfigError
 from laxai_trainer.reid.engine.checkpoint import TrainState, build_payload, capture_rng, restore, restore_rng
-from laxai_trainer.reid.losses.triplet import (
-    batch_hard_triplet_loss,
-    identity_loss,
-    margin_schedule,
-    triplet_margin_loss,
-    warmup_factor,
-)
+from laxai_trainer.reid.engine.schedules import margin_schedule, warmup_factor
+from laxai_trainer.reid.losses.identity import identity_loss
+from laxai_trainer.reid.losses.triplet import batch_hard_triplet_loss, triplet_margin_loss
 from laxai_trainer.reid.metrics.evaluate import EvalResult, evaluate
 from laxai_trainer.reid.models.model import architecture
 
