@@ -40,9 +40,9 @@ import torch
 
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.reid.data import loaders as data
+from laxai_trainer.reid.data.kits import kit_per_image
 from laxai_trainer.reid.data.synth import generate
 from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
-from laxai_trainer.reid.metrics.evaluate import kit_per_image
 from laxai_trainer.reid.models.model import build_model
 
 TENANT = "bench"

@@ -19,7 +19,7 @@ import torch
 
 from laxai_trainer.reid.data import loaders as pil
 from laxai_trainer.reid.data.crop_cache import ProgressCallback
-from laxai_trainer.reid.metrics.evaluate import kit_per_image, warn_shared_players
+from laxai_trainer.reid.data.kits import kit_per_image, warn_shared_players
 
 
 @dataclass

@@ -54,11 +54,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from laxai_trainer.reid.data.kits import KITS_FILE
 from laxai_trainer.storage import DEFAULT_WORKERS, open_storage
 
 BASE_SIZE = (120, 80)  # H x W
-#: Per dataset (match mode): {player_id: kit id}, the team each player's kit belongs to.
-KITS_FILE = "kits.json"
 
 
 @dataclass
