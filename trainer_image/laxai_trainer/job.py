@@ -48,7 +48,7 @@ from laxai_trainer.reid.engine.trainer import Outcome, Trainer, seed_everything
 from laxai_trainer.reid.metrics import report
 from laxai_trainer.reid.models.export import export_model, model_card
 from laxai_trainer.reid.models.init_weights import InitSource, initialise
-from laxai_trainer.reid.models.model import architecture, build_model
+from laxai_trainer.reid.models.model import build_model
 from laxai_trainer.run_claim import Claim, check_continuation, claim_run, find_claim
 from laxai_trainer.run_layout import RunLayout, read_meta, write_json
 from laxai_trainer.status import Metrics, Phase
@@ -243,8 +243,8 @@ class Job:
         st = trainer.state
         self.save_checkpoint(trainer)
         if improved:
-            best = ckpt.best_checkpoint(record, trainer.best_weights, architecture(self.config.model_kwargs))
-            ckpt.save(self.storage, ckpt.checkpoint_path(self.layout.prefix, ckpt.BEST), best, self.tmp_dir)
+            path = ckpt.checkpoint_path(self.layout.prefix, ckpt.BEST)
+            ckpt.save(self.storage, path, trainer.best_checkpoint(record), self.tmp_dir)
         write_json(self.storage, self.layout.metrics, report.metrics_document(st, None))
         self.write_meta(epochs_completed=st.epoch, stopped_early=st.stopped_early)  # what the API reads
         if self.config.save_intermediate:

@@ -36,7 +36,14 @@ import torch
 
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.errors import ConfigError
-from laxai_trainer.reid.engine.checkpoint import TrainState, build_payload, capture_rng, restore, restore_rng
+from laxai_trainer.reid.engine.checkpoint import (
+    TrainState,
+    best_checkpoint,
+    build_payload,
+    capture_rng,
+    restore,
+    restore_rng,
+)
 from laxai_trainer.reid.engine.schedules import margin_schedule, warmup_factor
 from laxai_trainer.reid.losses.identity import identity_loss
 from laxai_trainer.reid.losses.triplet import batch_hard_triplet_loss, triplet_margin_loss
@@ -154,6 +161,10 @@ class Trainer:
         if self.id_head is not None:
             payload["id_head"] = self.id_head.state_dict()
         return payload
+
+    def best_checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``best.pt`` of the epoch ``record`` that just improved (after :meth:`end_epoch`)."""
+        return best_checkpoint(record, self.best_weights, architecture(self.config.model_kwargs))
 
     def load_checkpoint(self, payload: dict[str, Any]) -> list[str]:
         """Restore the checkpoint; returns the hyperparameters that differ from it (now applied)."""
