@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from laxai_trainer.reid.data.synth import generate
 from laxai_trainer.storage import open_storage
 from laxai_trainer.sync import sync_datasets
-from laxai_trainer.synth import generate
 
 TENANT = "bench"
 PLAYERS, VAL_PLAYERS, IMAGES = 10, 5, 10  # 150 crops per frame dataset

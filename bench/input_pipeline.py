@@ -36,13 +36,13 @@ from typing import Any
 import torch
 
 from bench.trainer_throughput import pick_device, sync
-from laxai_trainer import data
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.model import build_model
+from laxai_trainer.reid.data import loaders as data
 from laxai_trainer.reid.data.batches import DeviceTrainBatches
 from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
-from laxai_trainer.synth import generate
-from laxai_trainer.train import Trainer, seed_everything
+from laxai_trainer.reid.data.synth import generate
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 
 TENANT = "bench"
 

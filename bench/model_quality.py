@@ -8,10 +8,10 @@ Run from the repository root::
 
 The defaults are the README quickstart's run: its dataset (``laxai-train synth`` defaults
 but 12 players per frame), the seed request's batch size and embedding size, 3 epochs.
-Generates match-mode synthetic data (``laxai_trainer.synth``: two teams per frame in
+Generates match-mode synthetic data (``laxai_trainer.reid.data.synth``: two teams per frame in
 shared kits, occlusion, blur, partial crops; val players never trained on), then
 trains each recipe from the same random init for the same epochs with the real
-loaders and :class:`~laxai_trainer.train.Trainer`, and prints per recipe the best
+loaders and :class:`~laxai_trainer.reid.engine.trainer.Trainer`, and prints per recipe the best
 epoch's val rank-1, mAP, same-kit rank-1/mAP (queries whose nearest wrong match is a
 teammate), epochs and seconds. Recipes:
 
@@ -38,12 +38,12 @@ from typing import Any
 
 import torch
 
-from laxai_trainer import data
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.evaluate import kit_per_image
-from laxai_trainer.model import build_model
-from laxai_trainer.synth import generate
-from laxai_trainer.train import Trainer, seed_everything
+from laxai_trainer.reid.data import loaders as data
+from laxai_trainer.reid.data.kits import kit_per_image
+from laxai_trainer.reid.data.synth import generate
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 
 TENANT = "bench"
 PLAIN = {"triplet_mining": "random", "triplet_loss": "hard_margin", "id_loss_weight": 0.0, "warmup_epochs": 0,

@@ -6,8 +6,8 @@ Run from the repository root::
         [--images-per-player 4] [--num-workers 2] [--embedding-dim 128] [--sync-files 600]
         [--sync-latency-ms 0 10] [--no-sync]
 
-Generates synthetic 120×80 crops (``laxai_trainer.synth``), builds the real loaders
-(``laxai_trainer.data``) and :class:`~laxai_trainer.train.Trainer` (bf16 autocast and
+Generates synthetic 120×80 crops (``laxai_trainer.reid.data.synth``), builds the real loaders
+(``laxai_trainer.reid.data.loaders``) and :class:`~laxai_trainer.reid.engine.trainer.Trainer` (bf16 autocast and
 channels_last on CUDA), then for each mining mode measures:
 
 - time to first step: loader + model construction, first batch, first optimizer step;
@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
-from laxai_trainer import data
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.model import build_model
-from laxai_trainer.synth import generate
-from laxai_trainer.train import Trainer, seed_everything
+from laxai_trainer.reid.data import loaders as data
+from laxai_trainer.reid.data.synth import generate
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 
 TENANT = "bench"
 

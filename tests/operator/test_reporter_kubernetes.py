@@ -144,7 +144,7 @@ def trainer_in_job_container(emu, tmp_path, monkeypatch, num_epochs):
     import subprocess
     import sys
 
-    from laxai_trainer.synth import generate
+    from laxai_trainer.reid.data.synth import generate
     from tests.operator.conftest import JOBS, NS, make_tj, running_operator, start_trainer_pod
 
     root = tmp_path / "storage"

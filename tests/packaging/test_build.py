@@ -51,4 +51,4 @@ def test_wheel_builds_without_a_warning(tmp_path):
         metadata = next(whl.read(n).decode() for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
         names = whl.namelist()
     assert "License-Expression: LicenseRef-Proprietary" in metadata
-    assert "laxai_api/docs_pages.py" in names and "laxai_trainer/train.py" in names
+    assert "laxai_api/docs_pages.py" in names and "laxai_trainer/reid/engine/trainer.py" in names

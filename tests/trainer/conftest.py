@@ -32,7 +32,7 @@ SYNTH_SEED = 7
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from laxai_trainer.synth import generate
+    from laxai_trainer.reid.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth-root")
     generate(

@@ -54,7 +54,7 @@ class PKLoader:
 
 class TripletLoader:
     """(anchor, positive, negative, label, negative_label) batches drawn from the global RNG
-    (the random mode; the same tuple as laxai_trainer.data.RandomTripletDataset)."""
+    (the random mode; the same tuple as laxai_trainer.reid.data.loaders.RandomTripletDataset)."""
 
     def __init__(self, images, labels, batch_size=4, steps=3):
         self.images, self.labels, self.batch_size, self.steps = images, labels, batch_size, steps

@@ -11,7 +11,7 @@ measured); the 8 val players keep the untrained baseline low and less noisy.
 
 from pathlib import Path
 
-from laxai_trainer.synth import generate
+from laxai_trainer.reid.data.synth import generate
 
 TENANT = "tenant1"
 PLAYERS = 6

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from laxai_trainer import data
 from laxai_trainer.errors import DataError
+from laxai_trainer.reid.data import loaders as data
+from laxai_trainer.reid.data.synth import generate
 from laxai_trainer.storage import GCSStorage, StorageError, open_storage
 from laxai_trainer.sync import MANIFEST, sync_datasets
-from laxai_trainer.synth import generate
 from tests.trainer.conftest import SYNTH_FRAMES, SYNTH_TENANT, upload_tree
 
 T = SYNTH_TENANT

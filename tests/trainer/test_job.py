@@ -31,18 +31,16 @@ import pytest
 import torch
 import yaml
 
-from laxai_trainer import checkpoint as ckpt
 from laxai_trainer import exit_codes
 from laxai_trainer.cli import main
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.data import RandomTripletDataset
-from laxai_trainer.errors import DataError
 from laxai_trainer.job import Job, JobOptions
-from laxai_trainer.model import build_model
 from laxai_trainer.progress import FanOut, ProgressTracker
+from laxai_trainer.reid.engine import checkpoint as ckpt
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 from laxai_trainer.status import significant
 from laxai_trainer.storage import open_storage
-from laxai_trainer.train import Trainer, seed_everything
 from tests.trainer.open_set import PLAYERS, TENANT, VAL_CROPS, VAL_PLAYERS, make_open_set
 from tests.trainer.wandb_records import find_run_files, read_run
 
@@ -250,7 +248,7 @@ def test_metrics_json_has_every_epoch_and_the_best_epochs_final(straight):
 
 
 def test_training_lifts_val_map_well_above_the_untrained_model(straight, data_root):
-    from laxai_trainer import data
+    from laxai_trainer.reid.data import loaders as data
 
     cfg = TrainingConfig.model_validate(config())
     dirs = sorted((data_root / TENANT / "datasets").iterdir())
@@ -395,20 +393,6 @@ def test_frames_uses_the_first_datasets_and_reports_each(synth_root, tmp_path):
         (3, 0), (3, 1), (3, 2)]
 
 
-def test_loader_wiring_follows_training_kwargs(synth_root, tmp_path):
-    from laxai_trainer.job import _WorkerInit
-
-    doc = config(training_kwargs={"batch_size": 12, "images_per_player": 3, "num_workers": 2,
-                                  "prefetch_factor": 3, "seed": 11, "input_pipeline": "pil"})
-    job, _ = job_for(doc, synth_root, tmp_path)
-    train, val, summary = job.loaders(job.sync(), torch.device("cpu"))
-    assert train.num_workers == 2 and train.prefetch_factor == 3 and train.persistent_workers
-    assert isinstance(train.worker_init_fn, _WorkerInit)  # SIGTERM-proof workers
-    assert (train.batch_sampler.P, train.batch_sampler.K, train.batch_sampler.seed) == (4, 3, 11)
-    assert val.num_workers == 2
-    assert summary["train"]["players"] == 12  # 3 frames x 4 players
-
-
 def test_num_workers_above_the_cpus_is_a_warning_in_log_and_status(synth_root, tmp_path, monkeypatch, caplog):
     import laxai_trainer.job as job_module
 
@@ -422,33 +406,6 @@ def test_num_workers_above_the_cpus_is_a_warning_in_log_and_status(synth_root, t
     monkeypatch.setattr(job_module, "available_cpus", lambda: 3)
     job.loaders(job.sync(), torch.device("cpu"))
     assert job.workers_warning is None
-
-
-def test_random_mining_builds_triplet_loader(synth_root, tmp_path):
-    job, _ = job_for(config(training_kwargs={"triplet_mining": "random", "input_pipeline": "pil"}), synth_root,
-                     tmp_path)
-    train, _, _ = job.loaders(job.sync(), torch.device("cpu"))
-    assert isinstance(train.dataset, RandomTripletDataset)
-
-
-def test_device_pipeline_wiring_builds_the_crop_cache_next_to_the_data_cache(synth_root, tmp_path):
-    from laxai_trainer.reid.data.batches import DeviceTrainBatches, DeviceValBatches
-
-    doc = config(training_kwargs={"batch_size": 12, "images_per_player": 3, "prefetch_factor": 3, "seed": 11,
-                                  "input_pipeline": "device"})
-    job, reports = job_for(doc, synth_root, tmp_path)
-    train, val, summary = job.loaders(job.sync(), torch.device("cpu"))
-    assert isinstance(train, DeviceTrainBatches) and isinstance(val, DeviceValBatches)
-    assert (train.sampler.P, train.sampler.K, train.sampler.seed) == (4, 3, 11)
-    assert train.store.prefetch == 3 and summary["crop_cache"]["built"] == ["frame_0000", "frame_0001", "frame_0002"]
-    assert sorted(p.name for p in (tmp_path / "cache" / "crops" / TENANT).iterdir()) == summary["crop_cache"]["built"]
-    assert any("Crop cache:" in (r.progress.message or "") for r in reports)
-
-
-def test_min_images_per_player_can_leave_too_few_players(synth_root, tmp_path):
-    job, _ = job_for(config(training_kwargs={"min_images_per_player": 6}), synth_root, tmp_path)
-    with pytest.raises(DataError, match=r"tenant 'tenant1', split 'train'"):
-        job.loaders(job.sync(), torch.device("cpu"))
 
 
 def test_resume_flag_decides_between_checkpoint_and_new_weights(straight, tmp_path):

@@ -12,14 +12,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from laxai_trainer import checkpoint as ckpt
 from laxai_trainer import exit_codes
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.job import JobOptions, run_job
-from laxai_trainer.model import build_model
 from laxai_trainer.progress import FanOut, ProgressTracker
+from laxai_trainer.reid.engine import checkpoint as ckpt
+from laxai_trainer.reid.engine.trainer import Trainer
+from laxai_trainer.reid.models.model import build_model
 from laxai_trainer.storage import open_storage
-from laxai_trainer.train import Trainer
 from tests.trainer.test_job import config, read_json, run_cli
 
 pytestmark = pytest.mark.slow

@@ -120,7 +120,7 @@ def test_log_tail_skips_the_log_reporters_own_lines():
     root.setLevel(logging.INFO)
     try:
         LogReporter().report(ProgressReport(progress=Progress(status=Phase.running)))
-        logging.getLogger("laxai_trainer.train").info("real line")
+        logging.getLogger("laxai_trainer.reid.engine.trainer").info("real line")
     finally:
         root.removeHandler(tail)
         root.setLevel(old)

@@ -1,8 +1,11 @@
 """laxai_trainer.run_claim and the run.json rules the API shares (run_layout.nothing_left)."""
 
+import json
+
 import pytest
 
-from laxai_trainer.run_claim import archive_run, archive_stamp, claim, outputs
+from laxai_trainer.errors import ConfigError
+from laxai_trainer.run_claim import archive_run, archive_stamp, check_continuation, claim, claim_run, outputs
 from laxai_trainer.run_layout import RunLayout, meta_nothing_left, nothing_left, nothing_left_message
 from laxai_trainer.storage import open_storage
 
@@ -69,3 +72,50 @@ def test_gcs_move_is_a_server_side_rename(gcs_root):
     storage.write_bytes("a/x.bin", b"data")
     storage.move("a/x.bin", "b/y.bin")
     assert not storage.exists("a/x.bin") and storage.read_bytes("b/y.bin") == b"data"
+
+
+def write_meta(storage, layout, meta):
+    storage.write_bytes(layout.run_meta, json.dumps(meta).encode())
+
+
+def test_claim_run_records_a_retry_and_keeps_what_its_first_attempt_found(tmp_path):
+    storage, layout = open_storage(tmp_path), RunLayout("t1", "r")
+    write_meta(storage, layout, {**MINE, "claim": "restart", "archived_to": "gs://b/x", "previous_job_id": "uid-0"})
+    found, record = claim_run(storage, layout, "uid-1", False, 5, "2026-12-01T00:00:00Z")
+    assert (found.kind, found.attempt) == ("retry", 3)
+    assert record == {"attempt": 3, "claim": "restart", "previous_job_id": "uid-0", "archived_to": "gs://b/x"}
+    assert storage.exists(layout.run_meta)  # nothing archived
+
+
+def test_claim_run_archives_an_earlier_run_started_over(tmp_path):
+    storage, layout = open_storage(tmp_path), RunLayout("t1", "r")
+    write_meta(storage, layout, {"job_id": "uid-0", "started_at": "2026-01-02T03:04:05Z"})
+    found, record = claim_run(storage, layout, "uid-1", False, 5, "2026-12-01T00:00:00Z")
+    assert found.kind == "restart" and record["previous_job_id"] == "uid-0"
+    assert record["archived_to"] == storage.uri("t1/runs/r/archive/20260102T030405Z")
+    assert outputs(storage, layout) == []
+
+
+def test_claim_run_refuses_to_continue_a_run_with_nothing_left(tmp_path):
+    storage, layout = open_storage(tmp_path), RunLayout("t1", "r")
+    write_meta(storage, layout, {"job_id": "uid-0", "epochs_completed": 5, "num_epochs": 5})
+    with pytest.raises(ConfigError, match="run 'r' already finished .5 epochs trained."):
+        claim_run(storage, layout, "uid-1", True, 5, "2026-12-01T00:00:00Z")
+    found, _ = claim_run(storage, layout, "uid-1", True, 6, "2026-12-01T00:00:00Z")
+    assert found.kind == "continue"
+
+
+@pytest.mark.parametrize(("kind", "earlier_job", "done", "stopped", "earlier", "asked", "expected"), [
+    ("continue", True, 3, True, 3, 6, True),  # early-stopped, asked for more: reopened
+    ("continue", True, 3, False, 6, 6, False),  # preempted earlier run: continues as it was
+    ("retry", False, 3, True, 3, 3, False),  # this job's own checkpoint: never judged
+    ("retry", True, 3, True, 3, 3, False),  # an earlier job's checkpoint on a retry: nothing left is not an error
+    ("retry", True, 3, True, 3, 6, True),
+])
+def test_check_continuation(kind, earlier_job, done, stopped, earlier, asked, expected):
+    assert check_continuation(kind, earlier_job, done, stopped, earlier, asked, "r") is expected
+
+
+def test_check_continuation_refuses_a_continue_that_trains_nothing():
+    with pytest.raises(ConfigError, match="nothing left to train"):
+        check_continuation("continue", True, 3, True, 3, 3, "r")

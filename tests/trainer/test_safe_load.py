@@ -10,17 +10,22 @@ import re
 import pytest
 import torch
 
-from laxai_trainer import checkpoint as ckpt
 from laxai_trainer.config import ModelKwargs, TrainingConfig
 from laxai_trainer.errors import ConfigError
-from laxai_trainer.init_weights import initialise
 from laxai_trainer.job import Job, JobOptions
-from laxai_trainer.model import architecture, build_model, imagenet_cache_path, load_imagenet_state
 from laxai_trainer.progress import FanOut, ProgressTracker
+from laxai_trainer.reid.engine import checkpoint as ckpt
+from laxai_trainer.reid.engine.trainer import Trainer
+from laxai_trainer.reid.models.init_weights import initialise
+from laxai_trainer.reid.models.model import (
+    architecture,
+    build_model,
+    imagenet_cache_path,
+    load_imagenet_state,
+)
 from laxai_trainer.run_layout import RunLayout, write_json
 from laxai_trainer.safe_load import UnsafeFileError, load_tensors
 from laxai_trainer.storage import open_storage
-from laxai_trainer.train import Trainer
 
 KW = ModelKwargs(embedding_dim=8, attention_layers=["layer4"])
 TENANT, RUN = "t1", "r1"

@@ -199,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from laxai_trainer import synth
+    from laxai_trainer.reid.data import synth
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     kwargs = {
@@ -227,7 +227,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def synth_modes() -> tuple[str, ...]:
-    from laxai_trainer.synth import MODES
+    from laxai_trainer.reid.data.synth import MODES
 
     return MODES
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from laxai_trainer import data
 from laxai_trainer.config import TrainingConfig, TrainingKwargs
-from laxai_trainer.model import build_model
 from laxai_trainer.reid.data import batches as B
+from laxai_trainer.reid.data import loaders as data
 from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
 from laxai_trainer.reid.data.device_augment import normalize
-from laxai_trainer.train import Trainer, seed_everything
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 from tests.trainer.conftest import SYNTH_TENANT
 from tests.trainer.open_set import TENANT, make_open_set
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from laxai_trainer import data
 from laxai_trainer.reid.data import crop_cache
+from laxai_trainer.reid.data import loaders as data
 from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
 from laxai_trainer.storage import open_storage
 from laxai_trainer.sync import sync_datasets

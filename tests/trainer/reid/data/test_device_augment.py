@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, train_transform
 from laxai_trainer.reid.data import device_augment as da
+from laxai_trainer.reid.data.loaders import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, train_transform
 
 H, W = INPUT_SIZE
 N = 300  # crops per distribution; ~2.9 % standard error on a rate of 0.5
@@ -189,7 +189,7 @@ def test_augment_rejects_float_input() -> None:
 
 
 def test_normalize_is_the_old_val_transform_on_the_same_pixels(crops: torch.Tensor) -> None:
-    from laxai_trainer.data import val_transform
+    from laxai_trainer.reid.data.loaders import val_transform
 
     ref = torch.stack([val_transform()(Image.fromarray(np.ascontiguousarray(c.permute(1, 2, 0).numpy())))
                        for c in crops])

@@ -37,9 +37,9 @@ from typing import Any
 
 import torch
 
-from laxai_trainer.data import PKSampler, RandomTripletDataset, SeededBatchSampler, SplitIndex
 from laxai_trainer.reid.data.crop_cache import ProgressCallback, ensure_crop_cache, split_images
 from laxai_trainer.reid.data.device_augment import augment, draw_params, normalize, step_generator
+from laxai_trainer.reid.data.loaders import PKSampler, RandomTripletDataset, SeededBatchSampler, SplitIndex
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laxai_trainer.data import INPUT_SIZE, SPLITS, SplitIndex, _images_in
 from laxai_trainer.reid.data.decode import decode_rows
+from laxai_trainer.reid.data.loaders import INPUT_SIZE, SPLITS, SplitIndex, _images_in
 from laxai_trainer.storage import atomic_write
 from laxai_trainer.sync import MANIFEST
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from laxai_trainer.data import IMAGENET_MEAN, IMAGENET_STD
+from laxai_trainer.reid.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 
 PARAMS = ("flip", "brightness", "contrast", "saturation", "op0", "op1", "op2", "angle", "tx", "ty", "scale",
           "erase", "erase_i", "erase_j", "erase_h", "erase_w")

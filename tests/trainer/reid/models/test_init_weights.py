@@ -1,4 +1,4 @@
-"""laxai_trainer.init_weights: force_pretraining, warm start from the tenant's latest model."""
+"""laxai_trainer.reid.models.init_weights: force_pretraining, warm start from the tenant's latest model."""
 
 import io
 
@@ -8,8 +8,8 @@ from torchvision.models import resnet18
 
 from laxai_trainer.config import ModelKwargs
 from laxai_trainer.errors import ConfigError
-from laxai_trainer.init_weights import initialise, previous_models
-from laxai_trainer.model import architecture, build_model, imagenet_cache_path
+from laxai_trainer.reid.models.init_weights import initialise, previous_models
+from laxai_trainer.reid.models.model import architecture, build_model, imagenet_cache_path
 from laxai_trainer.run_layout import RunLayout, write_json
 from laxai_trainer.storage import open_storage
 

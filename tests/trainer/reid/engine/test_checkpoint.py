@@ -1,4 +1,4 @@
-"""laxai_trainer.checkpoint: contents, atomic writes through storage, RNG capture."""
+"""laxai_trainer.reid.engine.checkpoint: contents, atomic writes through storage, RNG capture."""
 
 import random
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from laxai_trainer import checkpoint as ckpt
+from laxai_trainer.reid.engine import checkpoint as ckpt
 from laxai_trainer.storage import open_storage
 
 
@@ -77,3 +77,25 @@ def test_reset_partial_clears_the_mid_epoch_sums():
     state = ckpt.TrainState(step=3, partial_loss_sum=1.0, partial_batches=3, partial_images=24, partial_seconds=2.0)
     state.reset_partial()
     assert (state.step, state.partial_batches, state.partial_images) == (0, 0, 0)
+
+
+def test_best_weights_come_from_best_pt_else_only_this_historys_final_model(storage, tmp_path):
+    from laxai_trainer.run_layout import RunLayout, write_json
+    from laxai_trainer.status import significant
+
+    layout = RunLayout("t1", "r")
+    weights = {"w": torch.arange(3.0)}
+    best = ckpt.best_checkpoint({"epoch": 4}, weights, {"arch": 1})
+    ckpt.save(storage, ckpt.checkpoint_path(layout.prefix, ckpt.BEST), best, tmp_path)
+    assert torch.equal(ckpt.load_best_weights(storage, layout, 4, 0.5, tmp_path)["w"], weights["w"])
+    assert ckpt.load_best_weights(storage, layout, 5, 0.5, tmp_path) is None  # best.pt is another epoch's
+    storage.write_bytes(layout.final_model, ckpt.state_dict_bytes({"w": torch.ones(2)}))
+    write_json(storage, layout.final_meta, {"best_epoch": 5, "metrics": {"mAP": significant(0.123456789)}})
+    assert torch.equal(ckpt.load_best_weights(storage, layout, 5, 0.123456789, tmp_path)["w"], torch.ones(2))
+    assert ckpt.load_best_weights(storage, layout, 5, 0.2, tmp_path) is None  # an older run's final model
+
+
+def test_reopen_clears_the_early_stop():
+    state = ckpt.TrainState(epoch=3, stopped_early=True, epochs_without_improvement=2)
+    state.reopen()
+    assert (state.stopped_early, state.epochs_without_improvement, state.epoch) == (False, 0, 3)

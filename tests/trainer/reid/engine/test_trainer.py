@@ -1,4 +1,4 @@
-"""laxai_trainer.train: the loop's hyperparameters, determinism and exact resume.
+"""laxai_trainer.reid.engine.trainer: the loop's hyperparameters, determinism and exact resume.
 
 Runs the real Trainer on small in-memory tensors (tests/trainer/loop_data.py); the
 full pipeline on 120×80 crops from storage is in test_job.py and test_cli.py.
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.evaluate import EvalResult
-from laxai_trainer.model import build_model
-from laxai_trainer.train import Trainer, seed_everything
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.metrics.evaluate import EvalResult
+from laxai_trainer.reid.models.model import build_model
 from tests.trainer.loop_data import PKLoader, TripletLoader, ValLoader, make_split
 
 PLAYERS = 8
@@ -22,7 +22,7 @@ VAL = make_split(players=4, per_player=3, seed=2)
 
 
 def config(**training_kwargs):
-    # The seed's learning-rate tests: no warm-up (warmup_epochs is tested in test_train_recipe.py).
+    # The seed's learning-rate tests: no warm-up (warmup_epochs is tested in test_trainer_recipe.py).
     base = {"batch_size": 8, "images_per_player": 2, "num_workers": 0, "num_epochs": 2, "warmup_epochs": 0}
     base.update(training_kwargs)
     return TrainingConfig(

@@ -9,7 +9,7 @@ Dropout(``dropout_rate``) + Linear(512 → ``embedding_dim``), optionally a BN-n
 (``bnneck``), and the output is L2-normalised, so Euclidean distance and cosine similarity rank the same way.
 
 Where the initial weights come from is decided by :func:`choose_init` in
-``laxai_trainer.init_weights``; this module only builds the network and loads
+``laxai_trainer.reid.models.init_weights``; this module only builds the network and loads
 ImageNet weights into it.
 """
 
@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
 from laxai_trainer.config import ModelKwargs
-from laxai_trainer.data import INPUT_SIZE
+from laxai_trainer.reid.data.loaders import INPUT_SIZE
 from laxai_trainer.safe_load import load_tensors
 
 __all__ = ["CBAM", "INPUT_SIZE", "ReIDNet", "build_model"]

@@ -1,17 +1,14 @@
-"""laxai_trainer.losses: batch-hard and plain triplet losses, the margin schedule."""
+"""laxai_trainer.reid.losses.triplet: batch-hard and plain triplet losses."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from laxai_trainer.losses import (
+from laxai_trainer.reid.losses.triplet import (
     batch_hard_triplet_loss,
-    identity_loss,
-    margin_schedule,
     pairwise_distances,
     triplet_margin_loss,
     triplet_term,
-    warmup_factor,
 )
 
 
@@ -74,32 +71,6 @@ def test_triplet_margin_loss_matches_torch():
     assert triplet_margin_loss(a, p, n, 0.4).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_margin_schedule_applies_decay_beyond_threshold():
-    # epoch 0: the base margin
-    assert margin_schedule(0.4, 0.9, 0, current=0.4, threshold=0.01) == pytest.approx(0.4)
-    # epoch 1: 0.36 differs from 0.4 by 0.04 > 0.01 -> applied
-    assert margin_schedule(0.4, 0.9, 1, current=0.4, threshold=0.01) == pytest.approx(0.36)
-    # epoch 3: 0.2916 is margin*rate^epoch, not a compound of the current value
-    assert margin_schedule(0.4, 0.9, 3, current=0.36, threshold=0.01) == pytest.approx(0.4 * 0.9**3)
-
-
-def test_margin_schedule_keeps_current_within_threshold():
-    # 0.4*0.99 = 0.396: a change of 0.004 <= 0.01 is not applied
-    assert margin_schedule(0.4, 0.99, 1, current=0.4, threshold=0.01) == 0.4
-    # after 2 epochs 0.392 (change 0.008) still not; after 3, 0.388 (change 0.012) is
-    assert margin_schedule(0.4, 0.99, 2, current=0.4, threshold=0.01) == 0.4
-    assert margin_schedule(0.4, 0.99, 3, current=0.4, threshold=0.01) == pytest.approx(0.4 * 0.99**3)
-
-
-def test_margin_schedule_rate_one_never_changes():
-    assert all(margin_schedule(0.4, 1.0, e, 0.4, 0.0) == 0.4 for e in range(10))
-
-
-def test_margin_schedule_rejects_negative_epoch():
-    with pytest.raises(ValueError):
-        margin_schedule(0.4, 0.9, -1, 0.4, 0.01)
-
-
 def test_triplet_term_hard_is_a_hinge_and_soft_a_softplus():
     d_pos, d_neg = torch.tensor([0.1, 0.9]), torch.tensor([0.8, 0.2])
     assert triplet_term(d_pos, d_neg, 0.2).item() == pytest.approx((0.0 + 0.9) / 2)
@@ -117,19 +88,3 @@ def test_batch_hard_and_random_losses_take_the_variant():
     assert soft > hard
     a, p, n = emb[:3], emb[3:6], emb[5:8]
     assert triplet_margin_loss(a, p, n, 0.3, "soft_margin").item() > triplet_margin_loss(a, p, n, 0.3).item()
-
-
-def test_identity_loss_is_cross_entropy_with_label_smoothing():
-    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
-    labels = torch.tensor([0, 1])
-    assert identity_loss(logits, labels, 0.0).item() == pytest.approx(F.cross_entropy(logits, labels).item())
-    smooth = identity_loss(logits, labels, 0.2).item()
-    assert smooth == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.2).item())
-    assert smooth > identity_loss(logits, labels, 0.0).item()  # confident right answers pay for smoothing
-
-
-def test_warmup_factor_is_linear_per_step_then_one():
-    assert warmup_factor(1, 1, 4, 2) == pytest.approx(1 / 8)
-    assert warmup_factor(2, 4, 4, 2) == 1.0
-    assert warmup_factor(3, 1, 4, 2) == 1.0
-    assert warmup_factor(1, 7, None, 2) == 0.5  # unknown epoch length: per epoch

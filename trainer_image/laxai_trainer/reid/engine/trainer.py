@@ -1,13 +1,13 @@
 """The training loop: epochs of triplet training, validation, LR schedule, early stopping.
 
 One :class:`Trainer` owns the model, Adam, ReduceLROnPlateau and the loop state
-(:class:`~laxai_trainer.checkpoint.TrainState`). Storage, wandb and progress are
+(:class:`~laxai_trainer.reid.engine.checkpoint.TrainState`). Storage, wandb and progress are
 the caller's business, reached through :class:`EpochHooks`.
 
 - ``batch_hard`` (default): P×K batches from the PK sampler, each image embedded
   once, batch-hard triplet loss. ``random``: (anchor, positive, negative) batches,
   the three embedded in one forward pass, plain triplet loss.
-- The margin follows :func:`~laxai_trainer.losses.margin_schedule` each epoch.
+- The margin follows :func:`~laxai_trainer.reid.engine.schedules.margin_schedule` each epoch.
 - After each epoch: validation (recall@1/5/10, mAP, val loss), then
   ReduceLROnPlateau and early stopping both on val mAP (higher is better).
 - Recipe options: ``triplet_loss`` (hard/soft margin), an identity loss
@@ -34,18 +34,21 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from laxai_trainer.checkpoint import TrainState, build_payload, capture_rng, restore, restore_rng
 from laxai_trainer.config import TrainingConfig
 from laxai_trainer.errors import ConfigError
-from laxai_trainer.evaluate import EvalResult, evaluate
-from laxai_trainer.losses import (
-    batch_hard_triplet_loss,
-    identity_loss,
-    margin_schedule,
-    triplet_margin_loss,
-    warmup_factor,
+from laxai_trainer.reid.engine.checkpoint import (
+    TrainState,
+    best_checkpoint,
+    build_payload,
+    capture_rng,
+    restore,
+    restore_rng,
 )
-from laxai_trainer.model import architecture
+from laxai_trainer.reid.engine.schedules import margin_schedule, warmup_factor
+from laxai_trainer.reid.losses.identity import identity_loss
+from laxai_trainer.reid.losses.triplet import batch_hard_triplet_loss, triplet_margin_loss
+from laxai_trainer.reid.metrics.evaluate import EvalResult, evaluate
+from laxai_trainer.reid.models.model import architecture
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,10 @@ class Trainer:
         if self.id_head is not None:
             payload["id_head"] = self.id_head.state_dict()
         return payload
+
+    def best_checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``best.pt`` of the epoch ``record`` that just improved (after :meth:`end_epoch`)."""
+        return best_checkpoint(record, self.best_weights, architecture(self.config.model_kwargs))
 
     def load_checkpoint(self, payload: dict[str, Any]) -> list[str]:
         """Restore the checkpoint; returns the hyperparameters that differ from it (now applied)."""

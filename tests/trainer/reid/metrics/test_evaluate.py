@@ -1,17 +1,17 @@
-"""laxai_trainer.evaluate: retrieval metrics (query excluded), val losses, embedding."""
+"""laxai_trainer.reid.metrics.evaluate: retrieval metrics (query excluded), val losses, embedding."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from laxai_trainer.evaluate import (
+from laxai_trainer.reid.losses.triplet import batch_hard_triplet_loss
+from laxai_trainer.reid.metrics.evaluate import (
     batch_hard_val_loss,
     embed,
     evaluate,
     random_triplet_val_loss,
     retrieval_metrics,
 )
-from laxai_trainer.losses import batch_hard_triplet_loss
 
 
 def brute_force(emb, labels, ks=(1, 5, 10)):
@@ -164,9 +164,9 @@ def test_embeddings_are_float32_even_inside_a_bf16_autocast():
 
 def test_trainer_validation_is_float32_whatever_the_training_precision():
     from laxai_trainer.config import TrainingConfig
-    from laxai_trainer.evaluate import evaluate_embeddings
-    from laxai_trainer.model import build_model
-    from laxai_trainer.train import Trainer
+    from laxai_trainer.reid.engine.trainer import Trainer
+    from laxai_trainer.reid.metrics.evaluate import evaluate_embeddings
+    from laxai_trainer.reid.models.model import build_model
     from tests.trainer.loop_data import ValLoader, make_split
 
     torch.manual_seed(0)
@@ -219,46 +219,3 @@ def test_same_kit_metrics_are_none_when_no_query_confuses_a_teammate():
     labels = torch.tensor([0, 0, 1, 1])
     m = retrieval_metrics(emb, labels, kits=torch.tensor([0, 0, 1, 1]))
     assert m["same_kit_queries"] == 0 and m["same_kit_rank1"] is None and m["same_kit_mAP"] is None
-
-
-def test_kit_per_image_reads_kits_json_per_dataset(tmp_path):
-    import json
-
-    from laxai_trainer.data import scan_split
-    from laxai_trainer.evaluate import kit_per_image
-
-    for frame, kits in (("f0", {"a": "home", "b": "away", "c": "home"}), ("f1", {"a": "home"})):
-        for player in ("a", "b", "c"):
-            folder = tmp_path / frame / "val" / player
-            folder.mkdir(parents=True)
-            for k in range(2):
-                (folder / f"{k}.jpg").write_bytes(b"x")
-        (tmp_path / frame / "kits.json").write_text(json.dumps(kits))
-    dirs = [tmp_path / "f0", tmp_path / "f1"]
-    index = scan_split(dirs, "val", 2, "t")
-    per_image = kit_per_image(index, dirs).tolist()
-    # f0: a home(0) b away(1) c home(0); f1: a home — another team than f0's home; b, c unknown
-    assert per_image == [0, 0, 1, 1, 0, 0, 2, 2, -1, -1, -1, -1]
-    (tmp_path / "f0" / "kits.json").unlink()
-    (tmp_path / "f1" / "kits.json").write_text("not json")
-    assert kit_per_image(index, dirs) is None  # real data without kit info: no same-kit metrics
-
-
-def test_a_val_player_also_in_training_is_warned_about(tmp_path, caplog):
-    from laxai_trainer.data import scan_split
-    from laxai_trainer.evaluate import warn_shared_players
-
-    for split, players in (("train", ("p1", "p2", "p3")), ("val", ("p3", "p4"))):
-        for player in players:
-            folder = tmp_path / "f0" / split / player
-            folder.mkdir(parents=True)
-            for k in range(2):
-                (folder / f"{k}.jpg").write_bytes(b"x")
-    (tmp_path / "f1" / "val" / "p1").mkdir(parents=True)  # same name, another frame: another player
-    for k in range(2):
-        (tmp_path / "f1" / "val" / "p1" / f"{k}.jpg").write_bytes(b"x")
-    dirs = [tmp_path / "f0", tmp_path / "f1"]
-    train, val = scan_split(dirs, "train", 2, "t"), scan_split(dirs, "val", 2, "t")
-    with caplog.at_level("WARNING", logger="laxai_trainer.evaluate"):
-        assert warn_shared_players(train, val) == [("f0", "p3")]
-    assert "f0/p3" in caplog.text and "f1/p1" not in caplog.text

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from laxai_trainer.config import ModelKwargs
 from laxai_trainer.errors import ConfigError
-from laxai_trainer.model import (
+from laxai_trainer.reid.models.model import (
     IMAGENET_WEIGHTS,
     ReIDNet,
     apply_imagenet,

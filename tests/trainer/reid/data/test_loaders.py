@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from laxai_trainer import data
 from laxai_trainer.config import TrainingKwargs
 from laxai_trainer.errors import ConfigError, DataError
+from laxai_trainer.reid.data import loaders as data
 from tests.trainer.conftest import SYNTH_FRAMES, SYNTH_IMAGES, SYNTH_PLAYERS, SYNTH_TENANT, SYNTH_VAL_PLAYERS
 
 T = SYNTH_TENANT

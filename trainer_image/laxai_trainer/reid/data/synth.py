@@ -16,7 +16,7 @@ Public API::
     SynthSummary: root, tenant_id, dataset_ids, players {"train": n, "val": n} (totals over
     frames), images, bytes, seconds; as_dict().
 
-Each (frame, player) is one identity, as in the trainer (``laxai_trainer.data``).
+Each (frame, player) is one identity, as in the trainer (``laxai_trainer.reid.data.loaders``).
 
 ``mode="match"`` (default) looks like a game: each frame has two teams (``home``,
 ``away``, alternating over the players, so train and val both hold both) whose jersey,
@@ -54,11 +54,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from laxai_trainer.reid.data.kits import KITS_FILE
 from laxai_trainer.storage import DEFAULT_WORKERS, open_storage
 
 BASE_SIZE = (120, 80)  # H x W
-#: Per dataset (match mode): {player_id: kit id}, the team each player's kit belongs to.
-KITS_FILE = "kits.json"
 
 
 @dataclass

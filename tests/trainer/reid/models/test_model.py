@@ -1,4 +1,4 @@
-"""laxai_trainer.model: architecture knobs, output, ImageNet weight loading."""
+"""laxai_trainer.reid.models.model: architecture knobs, output, ImageNet weight loading."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from laxai_trainer.config import ModelKwargs
-from laxai_trainer.model import (
+from laxai_trainer.reid.models.model import (
     CBAM,
     INPUT_SIZE,
     ReIDNet,

@@ -1,4 +1,4 @@
-"""Triplet losses and the margin schedule.
+"""Triplet losses: batch-hard over P×K batches, plain over given triplets; hard or soft margin.
 
 Embeddings are L2-normalised, distances Euclidean (as ``nn.TripletMarginLoss``
 in the original LaxAI loop), so a margin is comparable across both modes.
@@ -57,11 +57,6 @@ def triplet_term(d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float, kind: 
     return triplet_terms(d_pos, d_neg, margin, kind).mean()
 
 
-def identity_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy over the training identities, with label smoothing (Szegedy et al., 2016)."""
-    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-
-
 def batch_hard_triplet_loss(
     embeddings: torch.Tensor, labels: torch.Tensor, margin: float, kind: str = "hard_margin"
 ) -> torch.Tensor:
@@ -87,29 +82,3 @@ def triplet_margin_loss(
     d_pos = (anchor.float() - positive.float()).pow(2).sum(1).clamp_min(_EPS).sqrt()
     d_neg = (anchor.float() - negative.float()).pow(2).sum(1).clamp_min(_EPS).sqrt()
     return triplet_term(d_pos, d_neg, margin, kind)
-
-
-def warmup_factor(epoch: int, step: int, steps: int | None, warmup_epochs: int) -> float:
-    """Learning-rate multiplier of training step ``step`` (1-based) of ``epoch`` (1-based).
-
-    Linear warm-up from 1/(warmup steps) to 1 over the first ``warmup_epochs`` epochs
-    (Goyal et al., 2017), per step when the epoch length is known, else per epoch; 1 after.
-    """
-    if epoch > warmup_epochs:
-        return 1.0
-    if not steps:
-        return epoch / warmup_epochs
-    return ((epoch - 1) * steps + min(step, steps)) / (warmup_epochs * steps)
-
-
-def margin_schedule(margin: float, rate: float, epoch: int, current: float, threshold: float) -> float:
-    """The margin to train epoch ``epoch`` (0-based) with.
-
-    The scheduled value is ``margin · rate^epoch``; it replaces ``current`` only when
-    it differs by more than ``threshold``, so the margin moves in visible steps
-    rather than a little every epoch.
-    """
-    if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
-    scheduled = margin * rate**epoch
-    return scheduled if abs(scheduled - current) > threshold else current

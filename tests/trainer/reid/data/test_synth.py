@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from laxai_trainer.synth import generate, make_match_players, render_game_crop
+from laxai_trainer.reid.data.synth import generate, make_match_players, render_game_crop
 
 T = "tenantS"
 

@@ -1,14 +1,14 @@
-"""laxai_trainer.train: the recipe options (identity loss, label smoothing, BN-neck,
+"""laxai_trainer.reid.engine.trainer: the recipe options (identity loss, label smoothing, BN-neck,
 warm-up, triplet variant) each change what the loop does."""
 
 import pytest
 import torch
 
 from laxai_trainer.config import TrainingConfig
-from laxai_trainer.model import build_model
-from laxai_trainer.train import Trainer, seed_everything
+from laxai_trainer.reid.engine.trainer import Trainer, seed_everything
+from laxai_trainer.reid.models.model import build_model
 from tests.trainer.loop_data import PKLoader, TripletLoader, ValLoader
-from tests.trainer.test_train import TRAIN, VAL, NoHooks, result, roundtrip
+from tests.trainer.reid.engine.test_trainer import TRAIN, VAL, NoHooks, result, roundtrip
 
 PLAYERS = int(TRAIN[1].max()) + 1
 

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from laxai_trainer.run_layout import RunLayout, read_json
 from laxai_trainer.safe_load import load_tensors
+from laxai_trainer.status import significant
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,10 @@ class TrainState:
     partial_seconds: float = 0.0
     wandb_id: str | None = None
     init_source: dict[str, Any] = field(default_factory=dict)
+
+    def reopen(self) -> None:
+        """Continue an early-stopped run asked for more epochs: its early-stopping state is cleared."""
+        self.stopped_early, self.epochs_without_improvement = False, 0
 
     def reset_partial(self) -> None:
         self.step = 0
@@ -119,6 +125,12 @@ def build_payload(
     }
 
 
+def best_checkpoint(record: dict[str, Any], weights: dict[str, torch.Tensor] | None,
+                    architecture: dict[str, Any]) -> dict[str, Any]:
+    """``best.pt``: the best epoch's weights and its record."""
+    return {"epoch": record["epoch"], "metrics": record, "model": weights, "architecture": architecture}
+
+
 def save(storage: Any, path: str, payload: dict[str, Any], tmp_dir: Path) -> None:
     """torch.save to a local temp file, then one upload to ``path`` in storage."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -165,3 +177,18 @@ def state_dict_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
     buf = io.BytesIO()
     torch.save(state_dict, buf)
     return buf.getvalue()
+
+
+def load_best_weights(storage: Any, layout: RunLayout, best_epoch: int, best_map: float,
+                      tmp_dir: Path) -> dict[str, torch.Tensor] | None:
+    """Best-epoch weights of a resumed run: ``best.pt``, else the final model of an earlier
+    finish when this very checkpoint history produced it (not an older run's); else None."""
+    payload = load(storage, checkpoint_path(layout.prefix, BEST), tmp_dir)
+    if payload is not None and payload.get("epoch") == best_epoch:
+        return payload["model"]
+    if storage.exists(layout.final_meta) and storage.exists(layout.final_model):
+        meta = read_json(storage, layout.final_meta)
+        # model.json's metrics are reported figures, rounded like every reported metric
+        if meta.get("best_epoch") == best_epoch and (meta.get("metrics") or {}).get("mAP") == significant(best_map):
+            return load_tensors(io.BytesIO(storage.read_bytes(layout.final_model)), storage.uri(layout.final_model))
+    return None

@@ -1,0 +1,1 @@
+"""The training loop and the state a run resumes from."""

@@ -1,0 +1,1 @@
+"""Losses of the embedding: triplet (batch-hard, random triplets) and identity."""

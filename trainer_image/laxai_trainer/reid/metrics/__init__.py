@@ -1,0 +1,1 @@
+"""Validation: retrieval metrics (rank-k, mAP) and val losses."""
