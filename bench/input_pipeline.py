@@ -18,6 +18,12 @@ Generates synthetic crops (``laxai_trainer.synth``, 120×80 up to ~150×100, JPE
    each path, images/s; on CUDA also GPU utilisation sampled (``torch.cuda.utilization()``
    every 50 ms) over the steady state, and peak device memory.
 
+Per core means one thread for both paths (``torch.set_num_threads(1)``, PIL is single-threaded)
+and images per CPU-second of this process (user + system time, so waiting on a busy machine
+does not count, but sharing its caches and memory bandwidth does: the load average is
+printed before and after). Both paths produce the same batches: the trainer's own loader
+and ``DeviceTrainBatches`` with the trainer's augmentations.
+
 The last line is ``input pipeline per core: old X img/s, new Y img/s (Z.Zx)``.
 """
 
@@ -147,7 +153,8 @@ def main() -> None:
     device = pick_device(args.device)
     threads = torch.get_num_threads()
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+          + f", load average {os.getloadavg()[0]:.2f}")
 
     with tempfile.TemporaryDirectory(prefix="laxai-bench-pipeline-") as tmp:
         root = Path(tmp)
@@ -172,6 +179,7 @@ def main() -> None:
         for name, r in (("old (PIL + torchvision v2)", old), ("new (cache + batched augment)", new)):
             print(f"input pipeline, 1 thread, {name}: {r['per_cpu_s']:.0f} img/CPU-s, "
                   f"{r['per_wall_s']:.0f} img/s wall ({r['images']} images)")
+        print(f"load average after the input-pipeline runs: {os.getloadavg()[0]:.2f}")
         torch.set_num_threads(threads)
 
         if device.type == "cuda":
