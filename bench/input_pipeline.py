@@ -3,10 +3,10 @@
 Run from the repository root::
 
     python -m bench.input_pipeline [--device auto|cpu|cuda] [--players 16] [--frames 4]
-        [--images 16] [--batch-size 64] [--images-per-player 4] [--seconds 3]
+        [--images 16] [--batch-size 64] [--images-per-player 4] [--seconds 2] [--repeats 3]
         [--steps 4] [--num-workers N] [--embedding-dim 512]
 
-Generates synthetic crops (``laxai_trainer.synth``, 120×80 up to ~150×100, JPEG), then:
+Generates synthetic crops (``laxai_trainer.reid.data.synth``, 120×80 up to ~150×100, JPEG), then:
 
 1. the one-off crop-cache build (``num_workers`` processes) and its images/s;
 2. the input pipeline alone, per CPU core (``torch.set_num_threads(1)``, cache built):
@@ -17,6 +17,14 @@ Generates synthetic crops (``laxai_trainer.synth``, 120×80 up to ~150×100, JPE
 4. whole training steps (the default model, ``Trainer._loss`` + backward + Adam) fed by
    each path, images/s; on CUDA also GPU utilisation sampled (``torch.cuda.utilization()``
    every 50 ms) over the steady state, and peak device memory.
+
+Per core means one thread for both paths (``torch.set_num_threads(1)``, PIL is single-threaded)
+and images per CPU-second of this process (user + system time, so waiting on a busy machine
+does not count, but sharing its caches and memory bandwidth does: the load average is
+printed before and after). The two paths are measured in turn ``--repeats`` times,
+``--seconds`` each; the figure of a path is its best run (as ``timeit``: the run least
+disturbed by other processes), the median is printed beside it. Both paths produce the same batches: the trainer's own loader
+and ``DeviceTrainBatches`` with the trainer's augmentations.
 
 The last line is ``input pipeline per core: old X img/s, new Y img/s (Z.Zx)``.
 """
@@ -139,7 +147,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16, help="crops per player")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--images-per-player", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=3.0, help="time per input-pipeline measurement")
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per input-pipeline measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="input-pipeline measurements per path, in turn")
     ap.add_argument("--steps", type=int, default=4, help="timed training steps per path")
     ap.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="cache-build processes")
     ap.add_argument("--embedding-dim", type=int, default=512)
@@ -147,7 +156,8 @@ def main() -> None:
     device = pick_device(args.device)
     threads = torch.get_num_threads()
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+          + f", load average {os.getloadavg()[0]:.2f}")
 
     with tempfile.TemporaryDirectory(prefix="laxai-bench-pipeline-") as tmp:
         root = Path(tmp)
@@ -165,13 +175,19 @@ def main() -> None:
 
         torch.set_num_threads(1)
         old_cfg, new_cfg = config(args, "pil"), config(args, "device")
-        old = drain(data.build_train_loader(index, old_cfg.training_kwargs, "cpu", 0), args.seconds,
-                    torch.device("cpu"))
         cpu = torch.device("cpu")
-        new = drain(DeviceTrainBatches(images, index, new_cfg.training_kwargs, cpu, 0), args.seconds, cpu)
-        for name, r in (("old (PIL + torchvision v2)", old), ("new (cache + batched augment)", new)):
-            print(f"input pipeline, 1 thread, {name}: {r['per_cpu_s']:.0f} img/CPU-s, "
-                  f"{r['per_wall_s']:.0f} img/s wall ({r['images']} images)")
+        runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+        for _ in range(max(1, args.repeats)):  # in turn, so both see the same machine
+            runs["old"].append(drain(data.build_train_loader(index, old_cfg.training_kwargs, "cpu", 0),
+                                     args.seconds, cpu))
+            runs["new"].append(drain(DeviceTrainBatches(images, index, new_cfg.training_kwargs, cpu, 0),
+                                     args.seconds, cpu))
+        old, new = (max(runs[k], key=lambda r: r["per_cpu_s"]) for k in ("old", "new"))
+        for name, key, r in (("old (PIL + torchvision v2)", "old", old), ("new (cache + batched augment)", "new", new)):
+            median = statistics.median(x["per_cpu_s"] for x in runs[key])
+            print(f"input pipeline, 1 thread, {name}: {r['per_cpu_s']:.0f} img/CPU-s best of {len(runs[key])} "
+                  f"(median {median:.0f}), {r['per_wall_s']:.0f} img/s wall ({r['images']} images)")
+        print(f"load average after the input-pipeline runs: {os.getloadavg()[0]:.2f}")
         torch.set_num_threads(threads)
 
         if device.type == "cuda":

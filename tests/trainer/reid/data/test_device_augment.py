@@ -8,7 +8,11 @@ import torch
 from PIL import Image
 
 from laxai_trainer.reid.data import device_augment as da
+from laxai_trainer.reid.data import loaders as data
+from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
 from laxai_trainer.reid.data.loaders import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, train_transform
+from tests.trainer.conftest import SYNTH_TENANT
+from tests.trainer.reid.data import torchvision_reference
 
 H, W = INPUT_SIZE
 N = 300  # crops per distribution; ~2.9 % standard error on a rate of 0.5
@@ -110,6 +114,99 @@ def test_parameter_ranges_are_the_old_transforms() -> None:
     e = p[p[:, c["erase"]] > 0]
     assert bool(((e[:, c["erase_i"]] + e[:, c["erase_h"]]) <= H).all())
     assert bool(((e[:, c["erase_j"]] + e[:, c["erase_w"]]) <= W).all())
+
+
+def ks_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    a, b = a.double().sort().values, b.double().sort().values
+    at = torch.cat([a, b])
+    cdf_a = torch.searchsorted(a, at, right=True).double() / len(a)
+    cdf_b = torch.searchsorted(b, at, right=True).double() / len(b)
+    return float((cdf_a - cdf_b).abs().max())
+
+
+#: n = m = 3000: a KS distance above 0.05 rejects "same distribution" at p < 0.001.
+KS_N, KS_MAX = 3000, 0.05
+
+
+def test_parameters_follow_torchvisions_own_draws() -> None:
+    """draw_params against the v2 transforms' make_params, parameter by parameter (two-sample KS)."""
+    from torchvision.transforms import v2
+
+    torch.manual_seed(0)
+    img = Image.new("RGB", (W, H))
+    affine = v2.RandomAffine(degrees=5, translate=(0.05, 0.05), scale=(0.95, 1.05))
+    jitter = v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)
+    erasing = v2.RandomErasing(p=0.5, scale=(0.02, 0.15), value=0)
+    tensor = torch.zeros(3, H, W)
+    ref: dict[str, list[float]] = {k: [] for k in ("angle", "tx", "ty", "scale", "brightness", "order", "erase_h",
+                                                   "erase_w", "erase_i", "erase_j", "area")}
+    for _ in range(KS_N):
+        a = affine.make_params([img])
+        ref["angle"].append(a["angle"])
+        ref["tx"].append(a["translate"][0])
+        ref["ty"].append(a["translate"][1])
+        ref["scale"].append(a["scale"])
+        j = jitter.make_params([img])
+        ref["brightness"].append(j["brightness_factor"])
+        ref["order"].append(float("".join(str(int(i)) for i in j["fn_idx"] if int(i) < 3)))
+        e = erasing.make_params([tensor])
+        if e["v"] is not None:
+            for k in ("h", "w", "i", "j"):
+                ref[f"erase_{k}"].append(e[k])
+            ref["area"].append(e["h"] * e["w"])
+    p = da.draw_params(KS_N, (H, W), da.step_generator(0, 1, 0))
+    ours = {name: p[:, da.COL[name]] for name in ("angle", "tx", "ty", "scale", "brightness")}
+    ours["order"] = torch.tensor([float("".join(str(int(v)) for v in row)) for row in p[:, da.COL["op0"]:
+                                                                                      da.COL["op2"] + 1]])
+    boxes = p[p[:, da.COL["erase"]] > 0]
+    for k in ("h", "w", "i", "j"):
+        ours[f"erase_{k}"] = boxes[:, da.COL[f"erase_{k}"]]
+    ours["area"] = ours["erase_h"] * ours["erase_w"]
+    distances = {k: ks_distance(ours[k], torch.tensor(v)) for k, v in ref.items()}
+    assert max(distances.values()) < KS_MAX, distances
+    assert abs(len(boxes) / KS_N - 0.5) < 0.03  # erasing's p (make_params itself always draws a box)
+
+
+# ---- the old ops on the same parameters -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synth_crops(synth_root, tmp_path_factory) -> torch.Tensor:
+    """Real-looking crops (synthetic players, kits, field) from the crop cache."""
+    dirs = sorted((synth_root / SYNTH_TENANT / "datasets").iterdir())
+    index = data.scan_split(dirs, "train", 2, SYNTH_TENANT)
+    return split_images(index, ensure_crop_cache(dirs, tmp_path_factory.mktemp("crops")).datasets)[:96]
+
+
+def levels(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Per pixel, new minus old in 0..255 levels (undoing the normalisation's scale)."""
+    return (new - old) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+
+
+def test_geometry_moves_pixels_as_torchvision_on_pil(synth_crops: torch.Tensor) -> None:
+    p = da.draw_params(len(synth_crops), (H, W), da.step_generator(0, 1, 0))
+    p[:, [da.COL["brightness"], da.COL["contrast"], da.COL["saturation"]]] = 1.0
+    diff = levels(da.augment(synth_crops, p), torchvision_reference.augment(synth_crops, p)).abs()
+    # flip, rotation, scale, translation, black fill, erasing: the same source pixel everywhere
+    # but where the source point falls within float rounding of a pixel edge
+    assert float((diff > 0.5).float().mean()) < 0.002
+
+
+def test_the_same_parameters_give_torchvisions_pixels(synth_crops: torch.Tensor) -> None:
+    """Full augmentation against torchvision on PIL, on the same draw.
+
+    PIL works in uint8 and truncates after each of the three jitter ops (the old pixels are
+    ~1.4 levels darker on average); the device's single clamp differs from PIL's per-op
+    clamps where an op pushes a pixel out of 0..255 and a later op pulls it back: measured
+    0.3 % of pixels by more than 8 levels, 0.002 % by more than 32.
+    """
+    p = da.draw_params(len(synth_crops), (H, W), da.step_generator(0, 1, 0))
+    diff = levels(da.augment(synth_crops, p), torchvision_reference.augment(synth_crops, p))
+    assert 0.0 < float(diff.mean()) < 2.0  # PIL's truncation
+    assert float(diff.abs().mean()) < 2.0
+    assert float((diff.abs() > 8).float().mean()) < 0.01
+    assert float((diff.abs() > 32).float().mean()) < 0.001
 
 
 # ---- exact behaviour of each op ---------------------------------------------------------------

@@ -8,13 +8,13 @@ Public API::
     normalize(images) -> float32 [B, 3, H, W]   the validation transform of a cached crop
     step_generator(seed, epoch, step) -> torch.Generator
 
-The same augmentations as ``laxai_trainer.data.train_transform`` (torchvision v2 on PIL),
+The same augmentations as ``laxai_trainer.reid.data.loaders.train_transform`` (torchvision v2 on PIL),
 with the same parameter distributions, drawn per sample:
 
 - horizontal flip, p = 0.5;
 - colour jitter, brightness / contrast / saturation factors each uniform in [0.8, 1.2],
-  applied in a random order per sample (ColorJitter's ``randperm``), clamped to [0, 1]
-  after each step; no hue (the jersey hue identifies a player);
+  applied in a random order per sample (ColorJitter's ``randperm``); no hue (the jersey
+  hue identifies a player);
 - affine: rotation uniform in ±5°, translation ±5 % of W and H rounded to whole pixels,
   scale uniform in [0.95, 1.05], about the image centre, nearest-neighbour, black fill;
 - ImageNet normalisation, then random erasing, p = 0.5, area uniform in [2 %, 15 %] of
@@ -24,6 +24,26 @@ with the same parameter distributions, drawn per sample:
 The parameters are drawn on the CPU from a generator seeded by (seed, epoch, step), so a
 batch's augmentations are a function of those three alone, identical on every device
 type and whatever the number of workers; only the pixel work runs on the device.
+
+How the pixel work is cheap (about three passes over a crop's float pixels, CPU or GPU):
+
+- the colour jitter composes in closed form: with g a pixel's grey level, brightness
+  ``f·x``, saturation ``f·x + (1-f)·g`` and contrast ``f·x + (1-f)·mean(g)`` keep the form
+  ``a·x + b·g + k·m`` (grey is linear and its weights sum to 1; m is the crop's mean grey
+  before any op), so a sample's jitter, in its own random op order, is three numbers, and
+  the normalisation folds into them: one matrix product, one multiply-add, one clamp;
+- the flip and the affine are then one nearest-neighbour gather: every output pixel reads
+  the pixel its inverse affine lands on in a copy of the jittered crop with a one-pixel
+  normalised-black border (the border when it lands outside: torchvision's fill=0). Jitter
+  before the warp, as torchvision, so the fill stays black and contrast's mean is the
+  unwarped crop's;
+- one clamp to [0, 255] at the end, where torchvision on PIL clamps (and truncates to
+  uint8) after each op. They differ where an op pushes a pixel past 0 or 255 and a later
+  op of the same sample pulls it back in: on the synthetic crops, with the same parameters,
+  0.3 % of the pixels by more than 8 levels, 0.002 % by more than 32; PIL's truncation makes
+  its pixels ~1.4 levels darker on average (test_device_augment.py bounds all three). The
+  contrast mean likewise ignores earlier ops' clipping (it weighs 1-f ≤ 0.2: under a level).
+  Keeping per-op clamps would cost a pass over the pixels per op for that tail.
 """
 
 from __future__ import annotations
@@ -32,7 +52,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from laxai_trainer.reid.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 
@@ -49,10 +68,10 @@ ERASE_P = 0.5
 ERASE_SCALE = (0.02, 0.15)
 ERASE_RATIO = (0.3, 3.3)
 ERASE_TRIES = 10
-#: ITU-R 601 luma, as torchvision's rgb_to_grayscale.
-GRAY = (0.2989, 0.587, 0.114)
+#: ITU-R 601 luma as PIL's convert("L"), the grey of ImageEnhance.Color / Contrast (the old path is PIL).
+GRAY = (0.299, 0.587, 0.114)
 BRIGHTNESS, CONTRAST, SATURATION = 0, 1, 2
-#: Crops per CPU work chunk (about 1 MB of float32): small enough to stay in cache.
+#: Crops per CPU work chunk (under 1 MB of buffers): small enough to stay in cache.
 CPU_CHUNK = 8
 
 
@@ -62,35 +81,35 @@ def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) >> 1)
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen, dtype=torch.float64) * (high - low) + low
-
-
 def draw_params(n: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    """Per-sample augmentation parameters (float32 [n, len(PARAMS)], CPU) for crops of ``size``."""
+    """Per-sample augmentation parameters (float32 [n, len(PARAMS)], CPU) for crops of ``size``.
+
+    All uniforms come from one draw (columns below), then map to torchvision's parameters.
+    """
     H, W = size
-    g = generator
-    p = torch.zeros(n, len(PARAMS), dtype=torch.float64)
-    p[:, COL["flip"]] = (torch.rand(n, generator=g, dtype=torch.float64) < FLIP_P).double()
-    for name in ("brightness", "contrast", "saturation"):
-        p[:, COL[name]] = _uniform(n, 1 - JITTER, 1 + JITTER, g)
-    p[:, COL["op0"] : COL["op2"] + 1] = torch.rand(n, 3, generator=g).argsort(1).double()
-    p[:, COL["angle"]] = _uniform(n, -DEGREES, DEGREES, g)
-    p[:, COL["tx"]] = _uniform(n, -TRANSLATE * W, TRANSLATE * W, g).round()
-    p[:, COL["ty"]] = _uniform(n, -TRANSLATE * H, TRANSLATE * H, g).round()
-    p[:, COL["scale"]] = _uniform(n, *SCALE, g)
+    u = torch.rand(n, 14 + 2 * ERASE_TRIES, generator=generator, dtype=torch.float64)
+    lerp = lambda col, low, high: u[:, col] * (high - low) + low  # noqa: E731
+    p = torch.empty(n, len(PARAMS), dtype=torch.float64)
+    p[:, COL["flip"]] = (u[:, 0] < FLIP_P).double()
+    p[:, COL["brightness"] : COL["saturation"] + 1] = u[:, 1:4] * (2 * JITTER) + (1 - JITTER)
+    p[:, COL["op0"] : COL["op2"] + 1] = u[:, 4:7].argsort(1).double()  # a uniform random order (randperm)
+    p[:, COL["angle"]] = lerp(7, -DEGREES, DEGREES)
+    p[:, COL["tx"]] = lerp(8, -TRANSLATE * W, TRANSLATE * W).round()
+    p[:, COL["ty"]] = lerp(9, -TRANSLATE * H, TRANSLATE * H).round()
+    p[:, COL["scale"]] = lerp(10, *SCALE)
     # RandomErasing.make_params: the first of ERASE_TRIES boxes that fits, else no erasing.
-    area = H * W * _uniform(n * ERASE_TRIES, *ERASE_SCALE, g).view(n, ERASE_TRIES)
-    aspect = _uniform(n * ERASE_TRIES, math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]), g).exp().view(n, -1)
+    tries = u[:, 14:].view(n, 2, ERASE_TRIES)
+    area = H * W * (tries[:, 0] * (ERASE_SCALE[1] - ERASE_SCALE[0]) + ERASE_SCALE[0])
+    log_lo, log_hi = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    aspect = (tries[:, 1] * (log_hi - log_lo) + log_lo).exp()
     h = (area * aspect).sqrt().round()
     w = (area / aspect).sqrt().round()
     fits = (h < H) & (w < W)
     first = fits.double().argmax(1, keepdim=True)  # first True (0 when none fits; masked below)
     h, w = h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1)
-    wanted = torch.rand(n, generator=g, dtype=torch.float64) < ERASE_P
-    p[:, COL["erase"]] = (wanted & fits.any(1)).double()
-    p[:, COL["erase_i"]] = (torch.rand(n, generator=g, dtype=torch.float64) * (H - h + 1)).floor()
-    p[:, COL["erase_j"]] = (torch.rand(n, generator=g, dtype=torch.float64) * (W - w + 1)).floor()
+    p[:, COL["erase"]] = ((u[:, 11] < ERASE_P) & fits.any(1)).double()
+    p[:, COL["erase_i"]] = (u[:, 12] * (H - h + 1)).floor()
+    p[:, COL["erase_j"]] = (u[:, 13] * (W - w + 1)).floor()
     p[:, COL["erase_h"]], p[:, COL["erase_w"]] = h, w
     return p.float()
 
@@ -107,64 +126,125 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).mul_(1.0 / 255.0).sub_(mean).div_(std)
 
 
-def _jitter_plan(p: torch.Tensor, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per round r, per sample: (f, weight of the grey image, weight of the mean grey level).
+def _jitter_coefficients(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample, the composed jitter ``a·x + b·g + k·m`` of 0..255 values: (a, b, k), each [B].
 
-    Each op blends the image with a target by its factor f: x <- f·x + (1 - f)·target,
-    the target being black (brightness), the mean grey level (contrast) or the grey
-    image (saturation); a sample's round-r op is ``op{r}``.
+    ``g`` is a pixel's grey level, ``m`` the crop's mean grey before any op (contrast's
+    target is the mean grey of the image as the earlier ops left it: linear in ``m``).
     """
     B = p.shape[0]
-    factors = p[:, COL["brightness"] : COL["saturation"] + 1].to(dtype)
-    rounds = []
+    S = float(sum(GRAY))  # the grey of a grey level g is S·g
+    a, b, k = (torch.ones(B, device=p.device), torch.zeros(B, device=p.device), torch.zeros(B, device=p.device))
+    factors = p[:, COL["brightness"] : COL["saturation"] + 1]
     for r in range(3):
         op = p[:, COL[f"op{r}"]].long()
-        f = factors.gather(1, op.unsqueeze(1)).view(B, 1, 1)
-        rounds.append((f, (1.0 - f) * (op == SATURATION).to(dtype).view(B, 1, 1),
-                       (1.0 - f) * (op == CONTRAST).to(dtype).view(B, 1, 1)))
-    return rounds
+        f = factors.gather(1, op.unsqueeze(1)).squeeze(1)
+        grey_a, grey_k = a + b * S, k * S  # grey of the current image = grey_a·g + grey_k·m
+        sat, con = op == SATURATION, op == CONTRAST
+        b = torch.where(sat, f * b + (1 - f) * grey_a, f * b)
+        k = torch.where(sat, f * k + (1 - f) * grey_k, torch.where(con, f * k + (1 - f) * (grey_a + grey_k), f * k))
+        a = f * a
+    return a, b, k
 
 
-def _jitter_(x: torch.Tensor, rounds: list[tuple[torch.Tensor, ...]], rows: slice) -> torch.Tensor:
-    """The three blend rounds in place on 0..255 values, clamped after each (as torchvision).
+def _affine_terms(p: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, ...]:
+    """Source x and y of every output pixel as column + row terms: ([B, 1, W], [B, H, 1]) twice.
 
-    The grey image is one matrix product per round, the blend one fused multiply-add
-    broadcast over the channels.
-    """
-    B, C, H, W = x.shape
-    flat = x.view(B, C, H * W)
-    luma = torch.tensor(GRAY, dtype=x.dtype, device=x.device).view(1, 1, 3)
-    for f, w_gray, w_mean in rounds:
-        gray = torch.matmul(luma, flat)  # [B, 1, H·W]
-        target = torch.addcmul(w_mean[rows] * gray.mean(dim=2, keepdim=True), gray, w_gray[rows])
-        torch.addcmul(target, flat, f[rows], out=flat).clamp_(0.0, 255.0)
-    return x
-
-
-def _grid(p: torch.Tensor, H: int, W: int, dtype: torch.dtype) -> torch.Tensor:
-    """Sampling grid [B, H, W, 2] of flip + rotation / translation / scale about the centre.
-
-    For grid_sample (align_corners=False) pixel x sits at xn = (2x + 1)/W - 1. The inverse
-    of out = s·R(θ)·in + t is in = R(-θ)·(out - t)/s, and a flip negates the source x; in
-    normalised coordinates that is an affine map, separable into a row and a column term.
+    Output pixel (x, y) has centre (u, v) = (x + ½ - W/2, y + ½ - H/2) about the image
+    centre; the inverse of out = s·R(θ)·in + t is in = R(-θ)·(out - t)/s, and the flip
+    (applied before the affine) mirrors the source: x_src = W/2 - u_src. Coordinates are
+    in the crop with a one-pixel border (+1).
     """
     B = p.shape[0]
-    theta = p[:, COL["angle"]].to(dtype) * (math.pi / 180.0)
+    dev, f32 = p.device, torch.float32
+    theta = p[:, COL["angle"]] * (math.pi / 180.0)
     cos, sin = theta.cos(), theta.sin()
-    s = p[:, COL["scale"]].to(dtype)
-    tx, ty = p[:, COL["tx"]].to(dtype), p[:, COL["ty"]].to(dtype)
-    sign = 1.0 - 2.0 * p[:, COL["flip"]].to(dtype)
-    xn = (torch.arange(W, device=p.device, dtype=dtype) * 2 + 1) / W - 1
-    yn = (torch.arange(H, device=p.device, dtype=dtype) * 2 + 1) / H - 1
-    col = lambda v: v.view(B, 1)  # noqa: E731
-    grid = torch.empty(B, H, W, 2, device=p.device, dtype=dtype)
-    gx_x = col(sign * cos / s) * xn
-    gx_y = col(sign * sin / s * (H / W)) * yn + col(-sign * (cos * tx + sin * ty) / (s * W / 2))
-    torch.add(gx_x.unsqueeze(1), gx_y.unsqueeze(2), out=grid[..., 0])
-    gy_x = col(-sin / s * (W / H)) * xn
-    gy_y = col(cos / s) * yn + col((sin * tx - cos * ty) / (s * H / 2))
-    torch.add(gy_x.unsqueeze(1), gy_y.unsqueeze(2), out=grid[..., 1])
-    return grid
+    s = p[:, COL["scale"]]
+    tx, ty = p[:, COL["tx"]], p[:, COL["ty"]]
+    sign = 1.0 - 2.0 * p[:, COL["flip"]]
+    u = torch.arange(W, device=dev, dtype=f32).add_(0.5 - W / 2).view(1, 1, W)
+    v = torch.arange(H, device=dev, dtype=f32).add_(0.5 - H / 2).view(1, H, 1)
+    col = lambda t: t.view(B, 1, 1)  # noqa: E731
+    return (col(sign * cos / s) * u, col(sign * sin / s) * v + col(W / 2 + 1 - sign * (cos * tx + sin * ty) / s),
+            col(-sin / s) * u, col(cos / s) * v + col(H / 2 + 1 + (sin * tx - cos * ty) / s))
+
+
+def _source_index(terms: tuple[torch.Tensor, ...], rows: slice, H: int, W: int, xy: torch.Tensor,
+                  out: torch.Tensor) -> torch.Tensor:
+    """Into ``out`` (int64 [b, 1, H·W]): per output pixel, its source in the zero-bordered (H+2)×(W+2) crop.
+
+    Nearest neighbour is the source pixel that contains the point (floor, as PIL's NEAREST);
+    a point outside the crop reads the border. ``xy``: float32 scratch [2, b, H, W].
+    """
+    x_u, x_v, y_u, y_v = (t[rows] for t in terms)
+    b = x_u.shape[0]
+    x, y = xy[0, :b], xy[1, :b]
+    torch.add(x_u, x_v, out=x).floor_().clamp_(0, W + 1)
+    torch.add(y_u, y_v, out=y).floor_().clamp_(0, H + 1)
+    out = out[:b]
+    out.view(b, H, W).copy_(x.add_(y, alpha=W + 2))
+    return out
+
+
+class _Plan:
+    """A batch's per-sample coefficients and constants, computed once for all its chunks.
+
+    Normalisation folds into the jitter: channel c's value v in 0..255 becomes
+    gain_c·v + offset_c (gain_c = 1/(255·std_c), offset_c = -mean_c/std_c), so the clamp
+    to [0, 255] is one to [offset_c, 255·gain_c + offset_c].
+    """
+
+    def __init__(self, p: torch.Tensor, H: int, W: int) -> None:
+        dev = p.device
+        B = p.shape[0]
+        self.H, self.W = H, W
+        a, b, k = _jitter_coefficients(p)
+        luma = torch.tensor(GRAY, device=dev)
+        self.mean_grey = luma / (H * W)  # of a crop's channel sums
+        gain = [1.0 / (255.0 * s) for s in IMAGENET_STD]
+        offset = [-mu / s for mu, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+        self.lo, self.hi = offset, [255.0 * g + o for g, o in zip(gain, offset, strict=True)]
+        self.offset = torch.tensor(offset, device=dev).view(1, 3)
+        gain_t = torch.tensor(gain, device=dev)
+        self.scale = (a.view(B, 1) * gain_t).view(B, 3, 1, 1)  # of x_c
+        self.grey = b.view(B, 1, 1) * gain_t.view(1, 3, 1) * luma.view(1, 1, 3)  # of (R, G, B)
+        self.mean = k.view(B, 1) * gain_t  # of the crop's mean grey
+        self.terms = _affine_terms(p, H, W)
+
+    def buffers(self, b: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """Scratch for chunks of ``b`` crops, allocated once a batch (fresh large allocations fault pages).
+
+        ``bordered``: float32 [b, 3, H+2, W+2] whose border is normalised black (torchvision's fill=0).
+        """
+        H, W = self.H, self.W
+        return {
+            "x": torch.empty(b, 3, H * W, device=device),
+            "bordered": self.offset.view(1, 3, 1, 1).expand(b, 3, H + 2, W + 2).contiguous(),
+            "xy": torch.empty(2, b, H, W, device=device),
+            "index": torch.empty(b, 1, H * W, dtype=torch.long, device=device),
+        }
+
+    def run(self, images: torch.Tensor, rows: slice, scratch: dict[str, torch.Tensor], out: torch.Tensor) -> None:
+        """Jitter, normalise and clamp ``images`` (rows ``rows``) into the bordered scratch, then warp into ``out``.
+
+        Jitter before the affine, as torchvision: the fill stays black, the contrast mean is
+        the unwarped crop's.
+        """
+        b, _, H, W = images.shape
+        HW = H * W
+        x = scratch["x"][:b]
+        x.view(b, 3, H, W).copy_(images)
+        m = x.sum(2).mv(self.mean_grey).view(b, 1)  # mean grey
+        bias = torch.addcmul(self.offset, self.mean[rows], m).view(b, 3, 1)
+        y = out.view(b, 3, HW)
+        torch.baddbmm(bias, self.grey[rows], x, out=y)  # the grey and constant terms, in ``out`` for now
+        buf = scratch["bordered"][:b]
+        inner = buf[:, :, 1 : H + 1, 1 : W + 1]
+        torch.addcmul(y.view(b, 3, H, W), x.view(b, 3, H, W), self.scale[rows], out=inner)
+        for c in range(3):
+            inner[:, c].clamp_(self.lo[c], self.hi[c])
+        index = _source_index(self.terms, rows, H, W, scratch["xy"], scratch["index"])
+        torch.gather(buf.view(b, 3, -1), 2, index.expand(b, 3, HW), out=y)
 
 
 def _erase_mask(p: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -177,19 +257,6 @@ def _erase_mask(p: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1)
 
 
-def _normalize(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """0..255 values -> ImageNet-normalised, into ``out``."""
-    for c in range(3):  # per channel: scalar operands are the fast path of elementwise kernels
-        torch.add(x[:, c], -255.0 * IMAGENET_MEAN[c], out=out[:, c]).mul_(1.0 / (255.0 * IMAGENET_STD[c]))
-    return out
-
-
-def _augment(images: torch.Tensor, rounds: list, grid: torch.Tensor, rows: slice, out: torch.Tensor) -> None:
-    x = _jitter_(images.to(torch.float32), rounds, rows)
-    x = F.grid_sample(x, grid[rows], mode="nearest", padding_mode="zeros", align_corners=False)
-    _normalize(x, out)
-
-
 def augment(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Augment a uint8 batch [B, 3, H, W] with per-sample ``params`` (on the images' device).
 
@@ -198,16 +265,17 @@ def augment(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"augment wants uint8 [B, 3, H, W], got {images.dtype} {list(images.shape)}")
-    p = params.to(images.device, non_blocking=True)
+    p = params.to(images.device, torch.float32, non_blocking=True)
     B, _, H, W = images.shape
     out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-    rounds, grid = _jitter_plan(p, torch.float32), _grid(p, H, W, torch.float32)
+    plan = _Plan(p, H, W)
+    chunk = B if images.device.type != "cpu" else CPU_CHUNK
+    scratch = plan.buffers(min(chunk, B), images.device)
+    for start in range(0, B, chunk):
+        rows = slice(start, start + chunk)
+        plan.run(images[rows], rows, scratch, out[rows])
     if images.device.type != "cpu":
-        _augment(images, rounds, grid, slice(None), out)
         return out.masked_fill_(_erase_mask(p, H, W), 0.0)
-    for start in range(0, B, CPU_CHUNK):
-        rows = slice(start, start + CPU_CHUNK)
-        _augment(images[rows], rounds, grid, rows, out[rows])
     # On the CPU a slice per erased crop beats a full-size mask (p is a host tensor here).
     for b in torch.nonzero(p[:, COL["erase"]] > 0).flatten().tolist():
         i, j, h, w = (int(v) for v in p[b, COL["erase_i"] : COL["erase_w"] + 1].tolist())
