@@ -52,6 +52,7 @@ class RemoteEmulator:
         self._conn, theirs = ctx.Pipe()
         self._child = ctx.Process(target=_serve, args=(theirs, self.options), daemon=True)
         self._child.start()
+        theirs.close()  # the child's end: a child that dies makes recv() raise EOFError, not hang
         self.url, kubeconfig = self._conn.recv()
         self.kubeconfig_path = Path(kubeconfig)
         return self
