@@ -29,6 +29,7 @@ two operators at once.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -93,6 +94,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # wakes each waiting object on every change (quadratic: minutes at startup with 5,000 jobs).
     memo.phases = {}
     memo.handled = {}  # (namespace, name) -> the generation last reconciled for (triggers.trigger)
+    memo.heap = LongLivedHeap()
     metrics.PHASES.source = lambda: list(memo.phases.values())
     metrics.serve(options.metrics_port)
 
@@ -116,6 +118,7 @@ async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body,
         if reconciler is not None:
             reconciler.forget(key)
         return
+    memo.heap.saw(event.get("type"))
     raw = dict(body)
     memo.phases[key] = (raw.get("status") or {}).get("phase") or "pending"
     if reconciler is None:
@@ -127,6 +130,29 @@ async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body,
     if why is not None:
         # The delivered body (or the labelled one) is the first read: one request less per new TrainingJob.
         await reconciler.nudge(namespace, name, why, raw if why == triggers.CREATE else None)
+
+
+class LongLivedHeap:
+    """Collect, then leave what exists out of the garbage collector's scans (``gc.freeze``), at the
+    first change after each listing (kopf delivers a listing's objects as ``type None``).
+
+    After the initial listing the heap holds kopf's memory of every TrainingJob (5,000 and
+    more, finished ones included), and every full collection a burst of creations triggers
+    scanned all of it: ~1 s of CPU per 500 creations with 5,000 stored (bench.operator_latency).
+    Frozen objects are still freed by reference counting; the collection first leaves no
+    garbage cycles among them. One per operator (kopf's per-object memos share it).
+    """
+
+    def __init__(self) -> None:
+        self.listed = False
+
+    def saw(self, event_type: str | None) -> None:
+        if event_type is None:
+            self.listed = True
+        elif self.listed:
+            self.listed = False
+            gc.collect()
+            gc.freeze()
 
 
 def tenant_to_label(body: dict[str, Any]) -> str | None:

@@ -81,3 +81,22 @@ def test_watches_select_only_what_the_operator_acts_on(operator_env):
     assert watches["jobs"]["labelSelector"] == ours and watches["pods"]["labelSelector"] == ours
     assert watches["events"]["fieldSelector"] == ["reason=FailedCreate,involvedObject.kind=Job"]
     assert "labelSelector" not in watches["trainingjobs"]  # kubectl-made ones have no label yet
+
+
+def test_the_listed_heap_is_frozen_once_at_the_first_change_after_a_listing(monkeypatch):
+    from laxai_operator import handlers
+
+    calls = []
+    monkeypatch.setattr(handlers.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(handlers.gc, "freeze", lambda: calls.append("freeze"))
+    heap = handlers.LongLivedHeap()
+    heap.saw("ADDED")  # no listing yet: nothing to freeze
+    for _ in range(3):
+        heap.saw(None)  # the initial listing, one event per TrainingJob
+    assert calls == []
+    heap.saw("ADDED")
+    heap.saw("MODIFIED")
+    assert calls == ["collect", "freeze"]
+    heap.saw(None)  # a relist after a watch expired
+    heap.saw("MODIFIED")
+    assert calls == ["collect", "freeze"] * 2
