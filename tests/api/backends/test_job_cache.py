@@ -291,3 +291,15 @@ def test_parsed_records_are_reused_until_the_job_changes_and_stay_bounded():
     ix.record(ix.get("j1"))
     ix.record(ix.get("j2"))
     assert len(ix._parsed) == 2 and "j0" not in ix._parsed
+
+
+def test_a_filed_list_is_collected_and_frozen_out_of_the_collectors_scans(monkeypatch):
+    """Thousands of cached jobs are long-lived: the full collections a burst triggers must not scan them."""
+    from laxai_api.backends import job_cache
+
+    calls = []
+    monkeypatch.setattr(job_cache.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(job_cache.gc, "freeze", lambda: calls.append("freeze"))
+    cache = JobCache(None, NS, index())
+    cache._replaced([cache.index.prepare(tj("a", 5))], 5)
+    assert calls == ["collect", "freeze"] and cache.synced and names(cache.index.page(None, None, 10)[1]) == ["a"]
