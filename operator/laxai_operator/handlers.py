@@ -34,6 +34,7 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from laxai_operator import metrics, naming, triggers
 from laxai_operator.kube import Kube, load_config
@@ -124,7 +125,10 @@ async def on_trainingjob(memo: kopf.Memo, event: kopf.RawEvent, body: kopf.Body,
     if reconciler is None:
         return
     if (tenant := tenant_to_label(raw)) is not None:
-        raw = await reconciler.kube.label_trainingjob(namespace, name, naming.LABEL_TENANT, tenant) or raw
+        try:
+            raw = await reconciler.kube.label_trainingjob(namespace, name, naming.LABEL_TENANT, tenant) or raw
+        except (ApiException, OSError) as exc:  # the reconcile must not wait for it: the next event retries
+            log.warning("could not set the tenant label of %s/%s: %s", namespace, name, exc)
     why = triggers.trigger(event.get("type"), raw, memo.handled.get(key))
     memo.handled[key] = raw["metadata"].get("generation") or 0
     if why is not None:

@@ -100,3 +100,15 @@ def test_the_listed_heap_is_frozen_once_at_the_first_change_after_a_listing(monk
     heap.saw(None)  # a relist after a watch expired
     heap.saw("MODIFIED")
     assert calls == ["collect", "freeze"] * 2
+
+
+def test_a_failed_label_patch_does_not_hold_up_the_job(operator_env):
+    emu = operator_env
+    emu.inject_failure("PATCH", r"/trainingjobs/new$", status=500, times=1)
+    with running_operator():
+        make_tj(emu, "new")  # without the tenant label, as kubectl makes it
+        emu.wait_for_object("batch/v1/jobs", NS, "tj-new")
+        wait_phase(emu, "new", "pending")
+        # the status write's event brings the label's second try
+        emu.wait_for(lambda: (emu.get(TJS, NS, "new")["metadata"].get("labels") or {}).get(
+            "training.laxai.io/tenant") == "tenant1", message="the tenant label")
