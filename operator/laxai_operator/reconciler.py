@@ -112,20 +112,26 @@ class Reconciler:
 
     # ---- entry points ----------------------------------------------------------------
 
-    async def reconcile(self, namespace: str, name: str, trigger: str, body: dict[str, Any] | None = None) -> None:
-        """Reconcile now (after any run in progress); raises so kopf can retry. ``body``: the
-        TrainingJob as just delivered by its watch event, used instead of a first read (a stale
-        one costs a 409 on the status write, then a fresh read)."""
+    async def reconcile(self, namespace: str, name: str, trigger: str, body: dict[str, Any] | None = None,
+                        urgent: bool = False) -> None:
+        """One run now (after any run in progress); raises. ``body``: the TrainingJob as just
+        delivered by its watch event, used instead of a first read (a stale one costs a 409 on the
+        status write, then a fresh read). ``urgent``: a running job's status, whose calls go to
+        the threads kept for it (not queued behind a burst of creations) — unless a lifecycle
+        reconcile of this TrainingJob is still due."""
         key = (namespace, name)
-        started = time.perf_counter()
-        try:
-            async with self._locks.setdefault(key, asyncio.Lock()):
-                await self._reconcile(namespace, name, body)
-        except Exception:
-            metrics.ERRORS.labels(trigger).inc()
-            raise
-        finally:
-            metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            self._queued.discard(key)  # a nudge from now on runs again: this run may read too early
+            started = time.perf_counter()
+            pool = self.kube.urgent() if urgent and key not in self._lifecycle else contextlib.nullcontext()
+            try:
+                with pool:
+                    await self._reconcile(namespace, name, body)
+            except Exception:
+                metrics.ERRORS.labels(trigger).inc()
+                raise
+            finally:
+                metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
 
     async def nudge(self, namespace: str, name: str, trigger: str, body: dict[str, Any] | None = None) -> None:
         """Reconcile soon, coalescing bursts; never raises. A failed run is retried on a timer with
@@ -139,20 +145,10 @@ class Reconciler:
             return
         self._queued.add(key)
         try:
-            async with self._locks.setdefault(key, asyncio.Lock()):
-                self._queued.discard(key)
-                started = time.perf_counter()
-                # Status of a running job goes first: not queued behind a burst of creations.
-                urgent = contextlib.nullcontext() if key in self._lifecycle else self.kube.urgent()
-                try:
-                    with urgent:
-                        await self._reconcile(namespace, name, body)
-                finally:
-                    metrics.RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+            await self.reconcile(namespace, name, trigger, body, urgent=True)
             self._failures.pop(key, None)
             self._lifecycle.discard(key)
         except Exception as exc:
-            metrics.ERRORS.labels(trigger).inc()
             await self._retry_later(key, trigger, exc)
         finally:
             self._queued.discard(key)
