@@ -4,9 +4,11 @@ Run from the repository root::
 
     python -m bench.input_pipeline [--device auto|cpu|cuda] [--players 16] [--frames 4]
         [--images 16] [--batch-size 64] [--images-per-player 4] [--seconds 2] [--repeats 3]
-        [--steps 4] [--num-workers N] [--embedding-dim 512]
+        [--steps 4] [--num-workers N] [--embedding-dim 512] [--data ROOT --tenant T]
 
-Generates synthetic crops (``laxai_trainer.reid.data.synth``, 120×80 up to ~150×100, JPEG), then:
+Generates synthetic crops (``laxai_trainer.reid.data.synth``, 120×80 up to ~150×100, JPEG), or
+reads the crops of tenant T under ROOT (the storage layout: ``ROOT/T/datasets/*/train/<player>/*.jpg``:
+real crops, whose decode cost the old path pays per crop), then:
 
 1. the one-off crop-cache build (``num_workers`` processes) and its images/s;
 2. the input pipeline alone, per CPU core (``torch.set_num_threads(1)``, cache built):
@@ -45,6 +47,7 @@ import torch
 
 from bench.trainer_throughput import pick_device, sync
 from laxai_trainer.config import TrainingConfig
+from laxai_trainer.host_memory import keep_freed_memory
 from laxai_trainer.reid.data import loaders as data
 from laxai_trainer.reid.data.batches import DeviceTrainBatches
 from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
@@ -57,7 +60,7 @@ TENANT = "bench"
 
 def config(args: argparse.Namespace, pipeline: str) -> TrainingConfig:
     return TrainingConfig(
-        tenant_id=TENANT,
+        tenant_id=args.tenant,
         training_kwargs={"batch_size": args.batch_size, "images_per_player": args.images_per_player,
                          "num_workers": 0, "seed": 0, "input_pipeline": pipeline},
         model_kwargs={"embedding_dim": args.embedding_dim},
@@ -152,19 +155,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="timed training steps per path")
     ap.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="cache-build processes")
     ap.add_argument("--embedding-dim", type=int, default=512)
+    ap.add_argument("--data", type=Path, help="a storage root with the tenant's datasets (default: synthetic crops)")
+    ap.add_argument("--tenant", default=TENANT, help="the tenant under --data")
     args = ap.parse_args()
     device = pick_device(args.device)
+    kept = keep_freed_memory()  # as laxai-train does: both paths measured with it
     threads = torch.get_num_threads()
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-          + f", load average {os.getloadavg()[0]:.2f}")
+          + f", load average {os.getloadavg()[0]:.2f}, freed host memory kept: {kept}")
 
     with tempfile.TemporaryDirectory(prefix="laxai-bench-pipeline-") as tmp:
         root = Path(tmp)
-        generate(root / "data", TENANT, players=args.players, frames=args.frames,
-                 images_per_player=args.images, val_players=2, seed=0)
-        dirs = sorted((root / "data" / TENANT / "datasets").iterdir())
-        index = data.scan_split(dirs, "train", 2, TENANT)
+        if args.data is None:
+            args.data = root / "data"
+            generate(args.data, args.tenant, players=args.players, frames=args.frames,
+                     images_per_player=args.images, val_players=2, seed=0)
+        datasets = args.data / args.tenant / "datasets"
+        if not datasets.is_dir():
+            ap.error(f"--data/--tenant: no folder {datasets}")
+        dirs = sorted(p for p in datasets.iterdir() if p.is_dir())
+        index = data.scan_split(dirs, "train", 2, args.tenant)
         print(f"crops: {len(index)} train crops of {len(index.players)} players in {len(dirs)} datasets")
 
         cache = ensure_crop_cache(dirs, root / "crops", num_workers=args.num_workers)

@@ -81,6 +81,23 @@ def test_absent_termination_log_is_not_created(tmp_path, monkeypatch, capsys):
     assert not path.exists()
 
 
+def test_run_keeps_freed_host_memory_before_training(tmp_path, monkeypatch, termination_log):
+    import laxai_trainer.cli as cli
+    import laxai_trainer.job as job
+
+    calls = []
+
+    def train(*args):
+        calls.append("train")
+        raise RuntimeError("stopped before training")
+
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(job, "run_job", train)
+    monkeypatch.setenv("LAXAI_TRAINING_CONFIG", json.dumps({"tenant_id": "t1"}))
+    assert main(["run", "--storage-root", str(tmp_path), "--cache-dir", str(tmp_path / "c")]) == exit_codes.FAILURE
+    assert calls == ["keep", "train"]
+
+
 def test_run_name_precedence():
     named = TrainingConfig(tenant_id="t", custom_name="mine")
     unnamed = TrainingConfig(tenant_id="t")

@@ -27,6 +27,7 @@ from pathlib import Path
 from laxai_trainer import exit_codes
 from laxai_trainer.config import RUN_NAME_PATTERN, TrainingConfig
 from laxai_trainer.errors import ConfigError
+from laxai_trainer.host_memory import keep_freed_memory
 from laxai_trainer.job_config import ConfigDocumentError, load_config
 from laxai_trainer.progress import FanOut, LogTail, ProgressTracker
 from laxai_trainer.reporters import make_reporters
@@ -165,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from laxai_trainer.job import JobOptions, run_job
 
+    keep_freed_memory()  # a step's large host buffers are reused, not faulted in again each step
     options = JobOptions(
         storage_root=args.storage_root or settings.storage_root,
         run_name=run_name,

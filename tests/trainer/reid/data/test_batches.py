@@ -9,6 +9,7 @@ import torch
 
 from laxai_trainer.config import TrainingConfig, TrainingKwargs
 from laxai_trainer.reid.data import batches as B
+from laxai_trainer.reid.data import device_augment as da
 from laxai_trainer.reid.data import loaders as data
 from laxai_trainer.reid.data.crop_cache import ensure_crop_cache, split_images
 from laxai_trainer.reid.data.device_augment import normalize
@@ -69,6 +70,18 @@ def test_a_batch_is_a_function_of_seed_epoch_and_step(split) -> None:
     it = iter(one)
     next(it)
     assert same(list(it), epoch(two, 3)[1:])
+
+
+def test_each_batch_is_its_crops_augmented_with_its_steps_parameters(split) -> None:
+    """The per-crop channel sums kept for the run give the pixels of sums computed per batch."""
+    train, _, images, _ = split
+    batches = B.DeviceTrainBatches(images, train, kwargs(), CPU, 4)
+    batches.set_epoch(2)
+    steps = list(zip(batches._indices(), batches, strict=True))
+    assert len(steps) > 1
+    for step, (idx, (imgs, _)) in enumerate(steps):
+        params = da.draw_params(len(idx), (120, 80), da.step_generator(4, 2, step))
+        assert torch.equal(imgs, da.augment(images[idx], params))
 
 
 def test_random_mode_yields_triplets_with_the_old_picks(split) -> None:
@@ -140,7 +153,7 @@ def no_augmentation(monkeypatch) -> None:
     monkeypatch.setattr(data, "train_transform", lambda size=data.INPUT_SIZE: v2.Compose([
         v2.Resize(size, antialias=True), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(data.IMAGENET_MEAN, data.IMAGENET_STD)]))
-    monkeypatch.setattr(B, "augment", lambda images, params: normalize(images))
+    monkeypatch.setattr(B.Augmenter, "__call__", lambda self, images, params, sums=None: normalize(images))
 
 
 def train_losses(root: Path, cache: Path, pipeline: str, epochs: int) -> list[float]:

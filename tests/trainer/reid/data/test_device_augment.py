@@ -258,6 +258,45 @@ def test_erasing_zeroes_exactly_the_drawn_box(crops: torch.Tensor) -> None:
     torch.testing.assert_close(out[:, :, mask], da.normalize(crops)[:, :, mask], atol=1e-5, rtol=0)
 
 
+def test_erasing_wins_over_the_black_fill(crops: torch.Tensor) -> None:
+    """torchvision erases after the affine: an erased box over the fill is 0, not black."""
+    p = identity_params(12)
+    p[:, da.COL["tx"]] = 10  # columns 0..9 are fill
+    p[:, da.COL["erase"]] = 1
+    p[:, da.COL["erase_i"] : da.COL["erase_w"] + 1] = torch.tensor([0.0, 0.0, 20.0, 30.0])
+    out = da.augment(crops, p)
+    assert bool((out[:, :, :20, :30] == 0).all())
+    black = da.normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8))
+    torch.testing.assert_close(out[:, :, 20:, :10], black.expand(12, 3, H - 20, 10), atol=1e-6, rtol=0)
+
+
+def test_an_augmenter_gives_the_same_pixels_batch_after_batch(crops: torch.Tensor) -> None:
+    """Its scratch (the border set once) is reused across batches and chunk sizes: nothing carries over."""
+    aug = da.Augmenter((H, W), "cpu")
+    big = torch.cat([crops, crops.flip(0)])  # 24 crops: a whole CPU chunk and a remainder
+    p = da.draw_params(24, (H, W), da.step_generator(0, 1, 0))
+    p[::2, da.COL["erase"]] = 1.0
+    first = aug(big, p)
+    aug(crops, da.draw_params(12, (H, W), da.step_generator(0, 1, 1)))  # another batch in between
+    assert torch.equal(aug(big, p), first)
+    for i in range(24):  # each crop as a batch of its own, in a fresh Augmenter
+        torch.testing.assert_close(first[i : i + 1], da.augment(big[i : i + 1], p[i : i + 1]), atol=1e-5, rtol=0)
+
+
+def test_channel_sums_passed_in_are_the_contrast_mean(crops: torch.Tensor) -> None:
+    aug = da.Augmenter((H, W), "cpu")
+    p = identity_params(12)
+    p[:, da.COL["contrast"]] = 0.8  # contrast pulls each pixel towards the crop's mean grey
+    own = aug(crops, p)
+    assert torch.equal(aug(crops, p, da.channel_sums(crops)), own)
+    assert not torch.allclose(aug(crops, p, torch.zeros(12, 3)), own)  # the sums given are the ones used
+
+
+def test_an_augmenter_is_for_one_crop_size(crops: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="120x80"):
+        da.Augmenter((H, W), "cpu")(crops[:, :, :60], identity_params(12))
+
+
 # ---- determinism ------------------------------------------------------------------------------
 
 

@@ -22,8 +22,9 @@ whole run when they take at most RESIDENT_FRACTION of its free memory: a step is
 a gather on the device, no host-to-device copy. Otherwise they stay in pinned host
 memory, and each batch is gathered on the host and copied asynchronously (non_blocking),
 ``prefetch_factor`` batches ahead of the step that uses them. The epoch's sample
-indices go to the device once per epoch; per step only the parameter table (B × 16
-floats, pinned) is copied, so the loop never waits for the host.
+indices go to the device once per epoch; per step only the augmentation coefficients
+(B × (24 + H + W) floats, pinned) are copied, so the loop never waits for the host. Each
+crop's channel sums (contrast's mean grey) are computed once per run, beside the crops.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from typing import Any
 import torch
 
 from laxai_trainer.reid.data.crop_cache import ProgressCallback, ensure_crop_cache, split_images
-from laxai_trainer.reid.data.device_augment import augment, draw_params, normalize, step_generator
+from laxai_trainer.reid.data.device_augment import (
+    Augmenter,
+    channel_sums,
+    draw_params,
+    normalize,
+    step_generator,
+)
 from laxai_trainer.reid.data.loaders import PKSampler, RandomTripletDataset, SeededBatchSampler, SplitIndex
 
 log = logging.getLogger(__name__)
@@ -119,6 +126,8 @@ class DeviceTrainBatches:
         self.mode = tk.triplet_mining
         self.size = (int(images.shape[2]), int(images.shape[3]))
         self.store = _Store(images, self.device, resident, tk.prefetch_factor)
+        self.augment = Augmenter(self.size, self.device)
+        self.sums = channel_sums(self.store.images).to(self.device)  # once per run
         self.labels = torch.tensor(index.labels, dtype=torch.long)
         self.labels_on_device = self.labels.to(self.device)
         if self.mode == "random":
@@ -150,15 +159,15 @@ class DeviceTrainBatches:
         return out
 
     def _params(self, step: int, n: int) -> torch.Tensor:
-        params = draw_params(n, self.size, step_generator(self.seed, self.epoch, step))
-        return self.store.to_device(params)
+        """Step ``step``'s parameter table, on the host (the Augmenter copies its coefficients over)."""
+        return draw_params(n, self.size, step_generator(self.seed, self.epoch, step))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         indices = self._indices()
         on_device = self.store.epoch_indices(indices)
         crops_of = self.store.batches(indices, on_device)
         for step, (idx, crops) in enumerate(zip(on_device, crops_of, strict=True)):
-            images = augment(crops, self._params(step, len(idx)))
+            images = self.augment(crops, self._params(step, len(idx)), self.sums[idx])
             labels = self.labels_on_device[idx]
             if self.mode == "random":
                 a, p, n = images.chunk(3)
