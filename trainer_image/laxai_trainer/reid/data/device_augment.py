@@ -302,7 +302,6 @@ class _Scratch:
 
     def __init__(self, b: int, H: int, W: int, offset: torch.Tensor) -> None:
         dev, P = offset.device, (H + 2) * (W + 2)
-        self.b = b
         self.x = torch.empty(b, 3, H * W, device=dev)
         self.x4 = self.x.view(b, 3, H, W)
         self.y = torch.empty(b, 3, H * W, device=dev)
