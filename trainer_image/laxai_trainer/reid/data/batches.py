@@ -45,6 +45,7 @@ from laxai_trainer.reid.data.device_augment import (
     draw_params,
     normalize,
     step_generator,
+    to_device,
 )
 from laxai_trainer.reid.data.loaders import PKSampler, RandomTripletDataset, SeededBatchSampler, SplitIndex
 
@@ -80,16 +81,11 @@ class _Store:
             "in pinned host memory, copied per batch")
         log.info("%d crops (%.1f MB) %s", images.shape[0], nbytes / 1e6, where)
 
-    def to_device(self, t: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            t = t.pin_memory()
-        return t.to(self.device, non_blocking=True)
-
     def epoch_indices(self, indices: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The epoch's index tensors on the device: one copy, before the first step."""
         if not indices:
             return []
-        return list(self.to_device(torch.cat(list(indices))).split([len(i) for i in indices]))
+        return list(to_device(torch.cat(list(indices)), self.device).split([len(i) for i in indices]))
 
     def batches(self, indices: Sequence[torch.Tensor], on_device: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         """The uint8 crops of each step's indices (host and device copies), on the device."""

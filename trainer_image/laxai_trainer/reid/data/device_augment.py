@@ -9,6 +9,7 @@ Public API::
     augment(images, params) -> the same, with a one-off Augmenter
     channel_sums(images) -> float32 [.., 3]   per crop, what contrast needs: computable once
     coefficients(params, H, W) -> float32 [B, N_COEF + H + W]   per sample, the pixel work's constants
+    to_device(t, device) -> t on device, copied without waiting (pinned for a GPU)
     normalize(images) -> float32 [B, 3, H, W]   the validation transform of a cached crop
     step_generator(seed, epoch, step) -> torch.Generator
 
@@ -213,6 +214,14 @@ def coefficients(params: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return torch.from_numpy(table.astype(np.float32))
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device`` without waiting for it: pinned first when it goes to a GPU
+    (a copy from pageable memory would wait for the GPU's queue)."""
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def channel_sums(images: torch.Tensor) -> torch.Tensor:
     """Per uint8 crop [.., 3, H, W], its channel sums (float32 [.., 3]; exact below 2**24,
     65,000 pixels): what contrast's mean grey needs, computable once per crop."""
@@ -253,9 +262,7 @@ class Augmenter:
         B, _, H, W = images.shape
         if (H, W) != (self.H, self.W):
             raise ValueError(f"augment: this Augmenter is for {self.H}x{self.W} crops, got {H}x{W}")
-        coef = coefficients(params, H, W)
-        if images.device.type != "cpu":
-            coef = (coef.pin_memory() if images.device.type == "cuda" else coef).to(images.device, non_blocking=True)
+        coef = to_device(coefficients(params, H, W), images.device)
         out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
         A, Bx, C, D, E, F = (coef[:, i].view(B, 1, 1) for i in range(SOURCE.start, SOURCE.stop))
         sums = channel_sums(images) if sums is None else sums
